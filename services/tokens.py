@@ -1,0 +1,53 @@
+"""Issue and verify the service's JWTs (HS256 with a secret, or RS256/ES256 with a key)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+
+from domain.events import Actor
+
+ROLES = ("customer", "agent", "admin", "auditor")
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, expired or wrongly signed; the message says which."""
+
+
+def issue_token(
+    secret: str, sub: str, role: str, *, name: str | None = None, ttl_s: int = 3600
+) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": sub, "role": role, "iat": now, "exp": now + ttl_s}
+    if name:
+        claims["name"] = name
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(token: str, *, secret: str | None, public_key: str | None) -> Actor:
+    """Check signature and expiry, require sub/role/exp; return the actor it names."""
+    if public_key:
+        key: str = public_key
+        algorithms = ["RS256", "ES256"]
+    elif secret:
+        key, algorithms = secret, ["HS256"]
+    else:  # pragma: no cover - serve refuses to start without either
+        raise TokenError("the server has no key to verify tokens")
+    try:
+        claims = jwt.decode(
+            token, key, algorithms=algorithms, options={"require": ["exp", "sub", "role"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise TokenError("the token has expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise TokenError(f"the token is not valid: {exc}") from None
+    sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
+    if not isinstance(sub, str) or not sub:
+        raise TokenError("the token's sub claim must be a non-empty string")
+    if role not in ROLES:
+        raise TokenError(f"the token's role claim must be one of {', '.join(ROLES)}")
+    return Actor(id=sub, role=role, name=name if isinstance(name, str) else None)
