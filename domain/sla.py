@@ -51,7 +51,9 @@ def _parse(spec: str) -> dict[Priority, SlaTargets]:
             )
         first, slash, resolution = value.partition("/")
         if not slash:
-            raise ValueError(f"TICKETING_SLA_TARGETS: bad entry {part!r}; expected e.g. high=4h/24h")
+            raise ValueError(
+                f"TICKETING_SLA_TARGETS: bad entry {part!r}; expected e.g. high=4h/24h"
+            )
         try:
             targets = SlaTargets(parse_duration(first), parse_duration(resolution))
         except ValueError as exc:

@@ -214,7 +214,9 @@ def _message(state: Ticket, c: PostMessage) -> list[Event]:
     if c.body_type == "html":
         body = sanitise_html(body)
         if not body.strip():
-            raise InvalidInput("body has no content left after removing disallowed HTML", field="body")
+            raise InvalidInput(
+                "body has no content left after removing disallowed HTML", field="body"
+            )
     author = state.requester if c.as_requester else actor
     if c.as_requester and c.visibility == "internal":
         raise InvalidInput("a requester's reply cannot be an internal note", field="visibility")
@@ -294,7 +296,9 @@ def _close(state: Ticket, c: CloseTicket) -> list[Event]:
 def _reopen(state: Ticket, c: ReopenTicket) -> list[Event]:
     reason = clean_text(c.reason, "reason", min_len=1, max_len=SHORT_TEXT_MAX)
     if state.status not in ("resolved", "closed"):
-        raise InvalidState(f"only resolved or closed tickets can be reopened; this one is {state.status}")
+        raise InvalidState(
+            f"only resolved or closed tickets can be reopened; this one is {state.status}"
+        )
     return [TicketReopened(reason=reason, previous=state.status)]
 
 

@@ -28,7 +28,10 @@ def _ticket_raised_v1_to_v2(data: Payload) -> Payload:
         "name": data.get("requester_name"),
     }
     targets = parse_targets(DEFAULT_SLA_TARGETS)[data.get("priority", "medium")]
-    out["sla"] = {"first_response_s": targets.first_response_s, "resolution_s": targets.resolution_s}
+    out["sla"] = {
+        "first_response_s": targets.first_response_s,
+        "resolution_s": targets.resolution_s,
+    }
     out.setdefault("attachments", [])
     return out
 

@@ -111,7 +111,7 @@ class CommandService:
     ) -> None:
         self.pool = pool
         self.store = EventStore(pool)
-        self.sla_policy: dict[str, SlaTargets] = dict(sla_policy)
+        self.sla_policy: dict[str, SlaTargets] = {str(k): v for k, v in sla_policy.items()}
         self.waker = waker
         self.on_outcome = on_outcome
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -290,6 +290,8 @@ class CommandService:
         name = "unknown"
         try:
             for attempt in range(MAX_ATTEMPTS):
+                state: domain.Ticket | None
+                history: list[RecordedEvent]
                 if new_stream:
                     state, history = None, []
                 else:
@@ -413,10 +415,14 @@ class CommandService:
     async def _check_attachments(self, ids: Sequence[str]) -> None:
         if not ids:
             return
-        found = await self.pool.fetch("SELECT id FROM attachments WHERE id = ANY($1::text[])", list(ids))
+        found = await self.pool.fetch(
+            "SELECT id FROM attachments WHERE id = ANY($1::text[])", list(ids)
+        )
         missing = sorted(set(ids) - {r["id"] for r in found})
         if missing:
-            raise InvalidInput(f"unknown attachment id(s): {', '.join(missing)}", field="attachments")
+            raise InvalidInput(
+                f"unknown attachment id(s): {', '.join(missing)}", field="attachments"
+            )
 
     async def _wake(self, events: Sequence[RecordedEvent]) -> None:
         if self.waker is None:

@@ -108,9 +108,11 @@ def chain_hash(
 def decode_event(type_: str, schema: int, data: str) -> Event:
     """Decode a stored payload, upcasting it first when it was written by an older schema."""
     if schema == EVENT_TYPES[type_].SCHEMA:
-        return _event_decoder.decode(data)
+        decoded: Event = _event_decoder.decode(data)
+        return decoded
     lifted = upcast(type_, schema, msgspec.json.decode(data))
-    return msgspec.convert(lifted, Event)
+    converted: Event = msgspec.convert(lifted, Event)
+    return converted
 
 
 COLUMNS = (
@@ -211,16 +213,14 @@ class EventStore:
         if not events:
             return []
         recorded_at = recorded_at or datetime.now(UTC)
-        versions, types, schemas, datas, metas, occurred, hashes, prevs = (
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-            [],
-        )  # type: ignore[var-annotated]
+        versions: list[int] = []
+        types: list[str] = []
+        schemas: list[int] = []
+        datas: list[str] = []
+        metas: list[str] = []
+        occurred: list[datetime] = []
+        hashes: list[bytes] = []
+        prevs: list[bytes | None] = []
         prev = prev_hash
         encoded: list[tuple[str, str]] = []
         for i, new in enumerate(events):

@@ -1,0 +1,315 @@
+"""The `ticketing` command: dev, serve, worker, migrate, token, api-user, projections, audit."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+
+from services.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("ticketing.cli")
+
+
+def _die(message: str, code: int = 2) -> int:
+    print(f"ticketing: {message}", file=sys.stderr)
+    return code
+
+
+def _require_db(settings: Settings) -> str:
+    if not settings.database_url:
+        raise SettingsError(
+            "TICKETING_DATABASE_URL is not set (only `ticketing dev` starts an embedded database)"
+        )
+    return settings.database_url
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from services.db import migrate
+
+    applied = asyncio.run(migrate(_require_db(settings)))
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from services.tokens import issue_token
+
+    if not settings.jwt_secret:
+        return _die("TICKETING_JWT_SECRET is not set; it signs the token")
+    try:
+        print(issue_token(settings.jwt_secret, args.sub, args.role, name=args.name, ttl_s=args.ttl))
+    except ValueError as exc:
+        return _die(str(exc))
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if first != getpass.getpass("again: "):
+            raise SettingsError("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+async def _api_user_add(dsn: str, name: str, role: str, display: str | None, pw: str) -> None:
+    import asyncpg
+
+    from services.passwords import hash_password
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO api_users (name, password_hash, role, display_name) VALUES ($1,$2,$3,$4)"
+            " ON CONFLICT (name) DO UPDATE SET password_hash = EXCLUDED.password_hash,"
+            " role = EXCLUDED.role, display_name = EXCLUDED.display_name,"
+            " disabled = false, disabled_at = NULL",
+            name,
+            hash_password(pw),
+            role,
+            display,
+        )
+    finally:
+        await conn.close()
+
+
+async def _api_user_disable(dsn: str, name: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        status = await conn.execute(
+            "UPDATE api_users SET disabled = true, disabled_at = now() WHERE name = $1", name
+        )
+    finally:
+        await conn.close()
+    return status.endswith(" 1")
+
+
+def cmd_api_user(settings: Settings, args: argparse.Namespace) -> int:
+    dsn = _require_db(settings)
+    if args.action == "add":
+        if args.role not in ("customer", "agent", "admin", "auditor"):
+            return _die("--role must be one of customer, agent, admin, auditor")
+        password = _read_password()
+        if len(password) < 8:
+            return _die("the password must have at least 8 characters")
+        asyncio.run(_api_user_add(dsn, args.name, args.role, args.display_name, password))
+        print(f"API user {args.name} ({args.role}) is ready for HTTP Basic")
+        return 0
+    if not asyncio.run(_api_user_disable(dsn, args.name)):
+        return _die(f"no API user named {args.name}", 1)
+    print(f"API user {args.name} is disabled")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.jwt_secret and not settings.jwt_public_key:
+        return _die(
+            "refusing to start: set TICKETING_JWT_SECRET (HS256) or TICKETING_JWT_PUBLIC_KEY "
+            "(RS256/ES256 PEM) so tokens can be verified"
+        )
+    _require_db(settings)
+    if not settings.redis_url:
+        raise SettingsError("TICKETING_REDIS_URL is not set")
+    from services.api.server import serve
+
+    serve(settings, workers=args.workers)
+    return 0
+
+
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    from workers.main import run
+
+    _require_db(settings)
+    if not settings.redis_url:
+        raise SettingsError("TICKETING_REDIS_URL is not set")
+    run(settings)
+    return 0
+
+
+def cmd_projections(settings: Settings, _args: argparse.Namespace) -> int:
+    from projections.rebuild import rebuild_all
+
+    stats = asyncio.run(rebuild_all(_require_db(settings)))
+    print(msgspec.json.encode(stats).decode())
+    return 0
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    from services import audit
+
+    _require_db(settings)
+    if args.action == "verify":
+        return int(audit.verify_main(settings))
+    since = None
+    if args.since:
+        from datetime import datetime
+
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            return _die(f"--since {args.since!r} is not an ISO 8601 time")
+    return int(audit.export_main(settings, args.ticket, since))
+
+
+def cmd_bench(_settings: Settings, args: argparse.Namespace) -> int:
+    from bench.run import main as bench_main
+
+    return int(bench_main(["--quick"] if args.quick else []))
+
+
+def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
+    """Embedded servers where none is configured, migrate, then API and worker together."""
+    from services.embedded import EmbeddedServers
+
+    data_dir = Path(settings.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = EmbeddedServers(data_dir)
+    overrides: dict[str, object] = {}
+    try:
+        if not settings.database_url:
+            print(f"starting embedded PostgreSQL under {data_dir / 'postgres'} ...", flush=True)
+            overrides["database_url"] = embedded.start_postgres()
+        if not settings.redis_url:
+            print(f"starting embedded Redis under {data_dir / 'redis'} ...", flush=True)
+            overrides["redis_url"] = embedded.start_redis()
+        if not settings.jwt_secret and not settings.jwt_public_key:
+            # A dev-only secret kept in the data directory, so tokens survive restarts.
+            secret_file = data_dir / "jwt-secret"
+            if not secret_file.exists():
+                secret_file.write_text(secrets.token_urlsafe(48))
+                secret_file.chmod(0o600)
+            overrides["jwt_secret"] = secret_file.read_text().strip()
+        settings = msgspec.structs.replace(settings, **overrides)
+        return asyncio.run(_dev(settings, data_dir))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        embedded.close()
+
+
+async def _dev(settings: Settings, data_dir: Path) -> int:
+    from services.db import migrate
+    from services.tokens import issue_token
+
+    assert settings.database_url
+    applied = await migrate(settings.database_url)
+    print(f"schema migrated ({len(applied)} new migration(s))")
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        "Ticketing service (dev)",
+        f"  data directory : {data_dir}",
+        f"  API            : {base}",
+        f"  OpenAPI docs   : {base}/schema  (JSON: {base}/schema/openapi.json)",
+    ]
+    if settings.jwt_secret:
+        token = issue_token(settings.jwt_secret, "admin", "admin", name="Dev Admin", ttl_s=86400)
+        lines.append(f"  admin token    : {token}")
+        lines.append(f"  try: curl -H 'Authorization: Bearer {token}' {base}/v1/tickets")
+    print("\n".join(lines) + "\n", flush=True)
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        from services.api.server import serve_async
+
+        tasks.append(asyncio.create_task(serve_async(settings), name="api"))
+    except ImportError:
+        print("(the HTTP API is not built in this checkout)")
+    try:
+        from workers.main import run_async
+
+        tasks.append(asyncio.create_task(run_async(settings), name="worker"))
+    except ImportError:
+        print("(the worker is not built in this checkout)")
+    if not tasks:
+        return 0
+    try:
+        done, _pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+    for t in done:
+        t.result()
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ticketing", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("dev", help="zero-setup: embedded servers, migrate, API + worker").set_defaults(
+        func=cmd_dev
+    )
+    s = sub.add_parser("serve", help="the HTTP API only")
+    s.add_argument("--workers", type=int, default=None, help="ASGI worker processes")
+    s.set_defaults(func=cmd_serve)
+    sub.add_parser("worker", help="the arq worker only").set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="create/upgrade the schema (idempotent)").set_defaults(
+        func=cmd_migrate
+    )
+
+    t = sub.add_parser("token", help="print a signed JWT for local use")
+    t.add_argument("--sub", required=True)
+    t.add_argument("--role", required=True, choices=["customer", "agent", "admin", "auditor"])
+    t.add_argument("--name")
+    t.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    t.set_defaults(func=cmd_token)
+
+    u = sub.add_parser("api-user", help="HTTP Basic API users")
+    usub = u.add_subparsers(dest="action", required=True)
+    add = usub.add_parser("add", help="create or reset a user; password from stdin")
+    add.add_argument("name")
+    add.add_argument("--role", required=True)
+    add.add_argument("--display-name")
+    dis = usub.add_parser("disable", help="disable a user")
+    dis.add_argument("name")
+    u.set_defaults(func=cmd_api_user)
+
+    pr = sub.add_parser("projections", help="read models")
+    prs = pr.add_subparsers(dest="action", required=True)
+    prs.add_parser("rebuild", help="rebuild every read model from the log, without downtime")
+    pr.set_defaults(func=cmd_projections)
+
+    a = sub.add_parser("audit", help="verify and export the event log")
+    asub = a.add_subparsers(dest="action", required=True)
+    asub.add_parser("verify", help="hash chains, gap-free versions, projections == replay")
+    ex = asub.add_parser("export", help="events as JSON Lines")
+    ex.add_argument("--ticket", type=int)
+    ex.add_argument("--since", help="ISO 8601 time")
+    a.set_defaults(func=cmd_audit)
+
+    b = sub.add_parser("bench", help="benchmark suite")
+    b.add_argument("--quick", action="store_true", help="the under-2-minutes routine run")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+        return int(args.func(settings, args))
+    except SettingsError as exc:
+        return _die(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
