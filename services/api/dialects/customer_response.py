@@ -1,0 +1,91 @@
+"""Dialect ``customer_response`` (seed 001): a customer's reply posted by an integration.
+
+``POST /api/tickets/{id}/customer_response`` with ``body``, ``body_type`` (HTML|PLAIN,
+default HTML) and an optional ``date`` ("YYYY-MM-DD HH:MM", local to TICKETING_TIMEZONE)
+kept as the event's occurred-at. The author is always the ticket's requester; the
+answer is 200 with an empty body. Meant for HTTP Basic API users, Bearer works too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, post
+from litestar.enums import MediaType
+
+from domain.errors import InvalidInput
+from domain.events import BodyType
+from services.api.dialects._common import (
+    context,
+    parse_local,
+    positive_int,
+    read_fields,
+    text_field,
+)
+from services.api.errors import register_renderer
+from services.commands import CommandService
+from services.settings import Settings
+
+DIALECT = "customer_response"
+_PATH = re.compile(r"^/api/tickets/[^/]+/customer_response/?$")
+_BODY_TYPES: dict[str, BodyType] = {"html": "html", "plain": "plain"}
+
+
+class ErrorBody(msgspec.Struct):
+    message: str
+
+
+@post(
+    "/api/tickets/{id:str}/customer_response",
+    status_code=200,
+    summary="Add the customer's reply to a ticket",
+    description="Seed 001. Body fields (JSON or form): body (required), body_type HTML|PLAIN "
+    "(default HTML), date 'YYYY-MM-DD HH:MM' (optional, local time). The reply is "
+    "authored by the ticket's requester. 200 with an empty body.",
+    operation_id="customer_response_add",
+    media_type=MediaType.TEXT,
+)
+async def customer_response(
+    request: Request[Any, Any, Any],
+    id: str,
+    commands: CommandService,
+    settings: Settings,
+) -> Response[bytes]:
+    tid = positive_int(id, "id")
+    fields = await read_fields(request)
+    body = text_field(fields, "body", required=True)
+    assert body is not None
+    raw_type = (text_field(fields, "body_type") or "HTML").strip().lower()
+    body_type = _BODY_TYPES.get(raw_type)
+    if body_type is None:
+        raise InvalidInput("body_type must be HTML or PLAIN", field="body_type")
+    ctx = await context(request, DIALECT)
+    date = text_field(fields, "date")
+    if date is not None:
+        occurred = parse_local(
+            date,
+            ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"),
+            settings.timezone,
+            "date",
+            "2014-07-14 12:34",
+        )
+        ctx = msgspec.structs.replace(ctx, occurred_at=occurred)
+    await commands.post_message(ctx, tid, body=body, body_type=body_type, as_requester=True)
+    return Response(content=b"", status_code=200, media_type=MediaType.TEXT)
+
+
+def render_error(
+    request: Request[Any, Any, Any], status: int, message: str, extra: dict[str, Any] | None
+) -> Response[Any]:
+    return Response(ErrorBody(message=message), status_code=status)
+
+
+def _matches(path: str) -> bool:
+    return _PATH.match(path) is not None
+
+
+register_renderer(DIALECT, _matches, render_error)
+
+router = Router(path="/", route_handlers=[customer_response], tags=["customer_response (seed 001)"])

@@ -1,0 +1,487 @@
+"""Dialect ``helpdesk_v1`` (seed 003): an ISP helpdesk's ``/api/v1`` operations V1-V8.
+
+Bodies come as JSON or as form data (urlencoded or multipart); every answer carries
+``{status, errorCode, message}`` with ``errorCode`` repeating the HTTP status. Times are
+``YYYY-MM-DD HH:MM:SS`` in TICKETING_TIMEZONE. ``type`` is a category name.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+import asyncpg
+import msgspec
+from litestar import Request, Response, Router, get, post, route
+from litestar.enums import HttpMethod
+
+from domain.errors import Forbidden, InvalidInput
+from domain.events import Actor, Priority, Status
+from domain.ticket import STAFF, Message, Ticket
+from services.api.dialects._common import (
+    actor_of,
+    context,
+    flag,
+    load_readable,
+    local_text,
+    parse_local,
+    positive_int,
+    posted_message,
+    read_fields,
+    text_field,
+    wait_fresh,
+)
+from services.api.errors import register_renderer
+from services.categories import find_by_name, list_categories
+from services.commands import CommandService
+from services.settings import Settings
+
+DIALECT = "helpdesk_v1"
+PREFIX = "/api/v1"
+LIST_LIMIT = 100
+
+STATUS_OUT: dict[Status, str] = {
+    "open": "open",
+    "in_progress": "inprogress",
+    "on_hold": "onhold",
+    "resolved": "resolved",
+    "closed": "closed",
+}
+# Filter words of V2 (and the domain's own names) -> the query layer's status filter.
+STATUS_FILTERS: dict[str, str] = {
+    "unresolved": "unresolved",
+    "overdue": "overdue",
+    "duetoday": "duetoday",
+    "open": "open",
+    "onhold": "on_hold",
+    "unassigned": "unassigned",
+    "closed": "closed",
+    "inprogress": "in_progress",
+    "resolved": "resolved",
+}
+PRIORITIES: dict[str, Priority] = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "urgent": "urgent",
+}
+DATE_FORMATS = ("%d-%m-%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d-%m-%Y")
+
+
+class Reply(msgspec.Struct, omit_defaults=True):
+    status: str
+    errorCode: int
+    message: Any
+    ticketId: str | None = None
+    messageId: str | None = None
+    data: Any = None
+
+
+def success(message: Any, **extra: Any) -> Reply:
+    return Reply(status="success", errorCode=200, message=message, **extra)
+
+
+def _user_scope(actor: Actor, user_id: str) -> str | None:
+    """userId 0 means every ticket (staff only); a customer may name only themselves."""
+    uid = user_id.strip()
+    if not uid:
+        raise InvalidInput("userId is required; send 0 for all tickets", field="userId")
+    if actor.role == "customer":
+        if uid == "0":
+            raise Forbidden("userId 0 (all tickets) is for agents; send your own user id")
+        if uid != actor.id:
+            raise Forbidden("customers may list only their own tickets")
+        return uid
+    return None if uid == "0" else uid
+
+
+def _same_user(actor: Actor, user_id: str | None) -> None:
+    """A customer acting under another user's id is refused; staff act for anyone."""
+    if user_id is not None and actor.role == "customer" and user_id.strip() != actor.id:
+        raise Forbidden("userId must be your own user id")
+
+
+def _priority(value: str | None) -> Priority | None:
+    if value is None:
+        return None
+    p = PRIORITIES.get(value.strip().lower())
+    if p is None:
+        raise InvalidInput("priority must be one of low, medium, high, urgent", field="priority")
+    return p
+
+
+def _sender(m: Message, ticket: Ticket) -> str:
+    return "admin" if m.author.role in STAFF and m.author.id != ticket.requester.id else "user"
+
+
+# --- V1 raise ----------------------------------------------------------------------------
+
+
+@post(
+    f"{PREFIX}/raise_ticket",
+    status_code=200,
+    summary="V1 - Raise ticket",
+    description="Seed 003. Fields (JSON or form): type (category name), subject, priority "
+    "(low|medium|high|urgent), userId (the requester; agents may raise for a customer), "
+    "comments (the issue), closeTicketImmediately ('true'|'false') with resolutionType and "
+    "resolutionSubject.",
+    operation_id="helpdesk_v1_raise_ticket",
+)
+async def raise_ticket(
+    request: Request[Any, Any, Any], commands: CommandService, pool: asyncpg.Pool
+) -> Reply:
+    actor = actor_of(request)
+    fields = await read_fields(request)
+    type_name = text_field(fields, "type", required=True)
+    subject = text_field(fields, "subject", required=True)
+    user_id = text_field(fields, "userId", required=True)
+    comments = text_field(fields, "comments", required=True)
+    assert type_name is not None and subject is not None and user_id is not None
+    assert comments is not None
+    category = await find_by_name(pool, type_name)
+    if category is None:
+        names = ", ".join(c.name for c in await list_categories(pool))
+        raise InvalidInput(f"unknown ticket type {type_name!r}; known types: {names}", field="type")
+    uid = user_id.strip()
+    requester = None if uid == actor.id else Actor(id=uid, role="customer")
+    result = await commands.raise_ticket(
+        await context(request, DIALECT),
+        subject=subject,
+        description=comments,
+        category_id=category.id,
+        priority=_priority(text_field(fields, "priority")),
+        requester=requester,
+        close_immediately=flag(fields.get("closeTicketImmediately"), "closeTicketImmediately"),
+        resolution_type=text_field(fields, "resolutionType"),
+        resolution_subject=text_field(fields, "resolutionSubject"),
+    )
+    n = result.ticket.id
+    return success(
+        f"Your ticket with the ID {n} has been raised. Please wait for the response and "
+        "note the ticket Id for future reference.",
+        ticketId=str(n),
+    )
+
+
+# --- V2 list -----------------------------------------------------------------------------
+
+
+class TicketItem(msgspec.Struct):
+    id: str
+    account_id: str
+    user: str
+    subject: str
+    type: str
+    priority: str
+    due: str | None
+    status: str
+    assigned_to: str
+    group_name: str
+    created: str | None
+
+
+class TicketWrap(msgspec.Struct):
+    Ticket: TicketItem
+
+
+class ListReply(msgspec.Struct):
+    status: str
+    errorCode: int
+    data: list[TicketWrap]
+
+
+@route(
+    [
+        f"{PREFIX}/get_tickets/{{userId:str}}",
+        f"{PREFIX}/get_tickets/{{userId:str}}/{{status:str}}",
+        f"{PREFIX}/get_tickets/{{userId:str}}/{{status:str}}/{{assigned_admin:str}}",
+    ],
+    http_method=[HttpMethod.GET, HttpMethod.POST],
+    status_code=200,
+    summary="V2 - Get tickets by status",
+    description="Seed 003. userId 0 = all tickets (agents only). status: unresolved, "
+    "overdue, duetoday, open, onhold, unassigned, closed (also inprogress, resolved). "
+    "assigned_admin: the assignee. POST the same path with fromDate/toDate "
+    "('dd-mm-yyyy H:m', local time) to bound the creation time.",
+)
+async def get_tickets(
+    request: Request[Any, Any, Any],
+    commands: CommandService,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> ListReply:
+    from projections.queries import TicketFilter, list_tickets
+
+    actor = actor_of(request)
+    params = request.path_params
+    fields = await read_fields(request) if request.method == "POST" else {}
+    requester = _user_scope(actor, str(params["userId"]))
+    status_word = params.get("status") or text_field(fields, "status")
+    status = None
+    if status_word and status_word.strip().lower() not in ("all", "any"):
+        status = STATUS_FILTERS.get(status_word.strip().lower().replace("_", ""))
+        if status is None:
+            raise InvalidInput(f"status must be one of {', '.join(STATUS_FILTERS)}", field="status")
+    assignee = params.get("assigned_admin") or text_field(fields, "assigned_admin")
+    bounds: list[datetime | None] = []
+    for name in ("fromDate", "toDate"):
+        value = text_field(fields, name)
+        bounds.append(
+            None
+            if value is None
+            else parse_local(value, DATE_FORMATS, settings.timezone, name, "21-11-2016 17:01")
+        )
+    f = TicketFilter(
+        status=status,
+        assignee=assignee,
+        requester=requester,
+        created_from=bounds[0],
+        created_to=bounds[1],
+    )
+    await wait_fresh(request)
+    rows, _ = await list_tickets(
+        pool, f, limit=LIST_LIMIT, offset=0, now=commands.clock(), timezone=settings.timezone
+    )
+    names = {c.id: c.name for c in await list_categories(pool)}
+    tz = settings.timezone
+    return ListReply(
+        status="success",
+        errorCode=200,
+        data=[
+            TicketWrap(
+                Ticket=TicketItem(
+                    id=str(r.id),
+                    account_id=r.requester_name or r.requester_id,
+                    user=r.requester_id,
+                    subject=r.subject,
+                    type=names.get(r.category_id, str(r.category_id)),
+                    priority=r.priority,
+                    due=local_text(r.resolution_due_at, tz),
+                    status=STATUS_OUT.get(cast(Status, r.status), r.status),
+                    assigned_to=r.assignee or "NULL",
+                    group_name=names.get(r.category_id, str(r.category_id)),
+                    created=local_text(r.created_at, tz),
+                )
+            )
+            for r in rows
+        ],
+    )
+
+
+# --- V3 send message ---------------------------------------------------------------------
+
+
+@post(
+    f"{PREFIX}/send_message",
+    status_code=200,
+    summary="V3 - Send message",
+    description="Seed 003. Fields: ticketId, ticketMessage, sender (admin|user), "
+    "sender_name, showToUser ('true'|'false'; false = internal note). sender=user from an "
+    "agent's credentials relays the customer's reply (authored by the requester).",
+    operation_id="helpdesk_v1_send_message",
+)
+async def send_message(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+    actor = actor_of(request)
+    fields = await read_fields(request)
+    ticket_id = positive_int(fields.get("ticketId"), "ticketId")
+    body = text_field(fields, "ticketMessage", required=True)
+    assert body is not None
+    default_sender = "user" if actor.role == "customer" else "admin"
+    sender = (text_field(fields, "sender") or default_sender).strip().lower()
+    if sender not in ("admin", "user"):
+        raise InvalidInput("sender must be admin or user", field="sender")
+    if sender == "admin" and actor.role == "customer":
+        raise Forbidden("customers send messages as user, not admin")
+    show = fields.get("showToUser")
+    visible = True if show is None or show == "" else flag(show, "showToUser")
+    result = await commands.post_message(
+        await context(request, DIALECT),
+        ticket_id,
+        body=body,
+        body_type="plain",
+        visibility="public" if visible else "internal",
+        as_requester=sender == "user" and actor.role != "customer",
+    )
+    msg, _ = posted_message(result)
+    return success(
+        f"The message has been sent to the {sender}",
+        ticketId=str(ticket_id),
+        messageId=str(msg.message_id),
+    )
+
+
+# --- V4 details --------------------------------------------------------------------------
+
+
+@get(
+    f"{PREFIX}/get_ticket_details/{{ticketId:str}}",
+    summary="V4 - Get ticket details by ticket id",
+    description="Seed 003. The conversation (internal notes only for staff) and details.",
+    operation_id="helpdesk_v1_get_ticket_details",
+)
+async def get_ticket_details(
+    request: Request[Any, Any, Any],
+    ticketId: str,
+    commands: CommandService,
+    pool: asyncpg.Pool,
+    settings: Settings,
+) -> Reply:
+    actor = actor_of(request)
+    ticket, _ = await load_readable(commands, positive_int(ticketId, "ticketId"), actor)
+    tz = settings.timezone
+    names = {c.id: c.name for c in await list_categories(pool)}
+    conversation = [
+        {
+            "message_id": str(m.id),
+            "sender": _sender(m, ticket),
+            "sender_name": m.author.name or m.author.id,
+            "ticket_message": m.body,
+            "created": local_text(m.created_at, tz),
+            "show_to_user": "1" if m.visibility == "public" else "0",
+        }
+        for m in ticket.visible_messages(actor)
+    ]
+    details = {
+        "ticket_id": str(ticket.id),
+        "user": ticket.requester.id,
+        "subject": ticket.subject,
+        "description": ticket.description,
+        "type": names.get(ticket.category_id, str(ticket.category_id)),
+        "priority": ticket.priority,
+        "status": STATUS_OUT[ticket.status],
+        "assigned_to": ticket.assignee or "NULL",
+        "due": local_text(ticket.sla.resolution_due_at, tz),
+        "created": local_text(ticket.created_at, tz),
+        "rating": ticket.rating,
+    }
+    return success({"ticket_conversation": conversation, "ticket_details": details})
+
+
+# --- V5 close ----------------------------------------------------------------------------
+
+
+@route(
+    f"{PREFIX}/close_ticket/{{ticketId:str}}",
+    http_method=[HttpMethod.GET, HttpMethod.POST],
+    status_code=200,
+    summary="V5 - Close ticket by ticket id",
+    description="Seed 003 documents GET; POST works too and may carry resolution, "
+    "resolutionType, resolutionSubject.",
+)
+async def close_ticket(
+    request: Request[Any, Any, Any],
+    ticketId: str,
+    commands: CommandService,
+) -> Reply:
+    n = positive_int(ticketId, "ticketId")
+    fields = await read_fields(request) if request.method == "POST" else {}
+    await commands.close(
+        await context(request, DIALECT),
+        n,
+        resolution=text_field(fields, "resolution") or text_field(fields, "comments"),
+        resolution_type=text_field(fields, "resolutionType"),
+        resolution_subject=text_field(fields, "resolutionSubject"),
+    )
+    return success("The ticket has been closed", ticketId=str(n))
+
+
+# --- V6 assign ---------------------------------------------------------------------------
+
+
+@post(
+    f"{PREFIX}/assign_ticket_to_admin",
+    status_code=200,
+    summary="V6 - Assign ticket to admin",
+    description="Seed 003. Fields: ticketId, admin (the agent's user name).",
+    operation_id="helpdesk_v1_assign_ticket_to_admin",
+)
+async def assign_ticket(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+    fields = await read_fields(request)
+    n = positive_int(fields.get("ticketId"), "ticketId")
+    admin = text_field(fields, "admin", required=True)
+    assert admin is not None
+    await commands.assign(await context(request, DIALECT), n, assignee=admin)
+    return success("Admin assigned to the ticket successfully", ticketId=str(n))
+
+
+# --- V7 reopen ---------------------------------------------------------------------------
+
+
+@post(
+    f"{PREFIX}/reopen_ticket",
+    status_code=200,
+    summary="V7 - Reopen ticket",
+    description="Seed 003. Fields: ticketId, userId, comments (the reason).",
+    operation_id="helpdesk_v1_reopen_ticket",
+)
+async def reopen_ticket(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+    actor = actor_of(request)
+    fields = await read_fields(request)
+    n = positive_int(fields.get("ticketId"), "ticketId")
+    _same_user(actor, text_field(fields, "userId"))
+    reason = text_field(fields, "comments", required=True)
+    assert reason is not None
+    await commands.reopen(await context(request, DIALECT), n, reason=reason)
+    return success("Ticket has been reopened successfully", ticketId=str(n))
+
+
+# --- V8 rating ---------------------------------------------------------------------------
+
+
+@post(
+    f"{PREFIX}/ticket_rating",
+    status_code=200,
+    summary="V8 - Ticket rating",
+    description="Seed 003. Fields: ticketId, userId, ratingValue (1-5).",
+    operation_id="helpdesk_v1_ticket_rating",
+)
+async def ticket_rating(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+    actor = actor_of(request)
+    fields = await read_fields(request)
+    n = positive_int(fields.get("ticketId"), "ticketId")
+    _same_user(actor, text_field(fields, "userId"))
+    raw = fields.get("ratingValue")
+    if raw is None or raw == "":
+        raise InvalidInput("ratingValue is required", field="ratingValue")
+    try:
+        rating = int(str(raw).strip()) if not isinstance(raw, bool) else None
+    except ValueError:
+        rating = None
+    if rating is None:
+        raise InvalidInput("ratingValue must be 1, 2, 3, 4 or 5", field="ratingValue")
+    await commands.rate(await context(request, DIALECT), n, rating=rating)
+    return success(
+        f"Thanks for your feedback, your rating has been saved for the ticket ID{n}",
+        ticketId=str(n),
+    )
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def render_error(
+    request: Request[Any, Any, Any], status: int, message: str, extra: dict[str, Any] | None
+) -> Response[Any]:
+    return Response(Reply(status="error", errorCode=status, message=message), status_code=status)
+
+
+def _matches(path: str) -> bool:
+    return path.startswith(PREFIX + "/")
+
+
+register_renderer(DIALECT, _matches, render_error)
+
+router = Router(
+    path="/",
+    route_handlers=[
+        raise_ticket,
+        get_tickets,
+        send_message,
+        get_ticket_details,
+        close_ticket,
+        assign_ticket,
+        reopen_ticket,
+        ticket_rating,
+    ],
+    tags=["helpdesk_v1 (seed 003)"],
+)

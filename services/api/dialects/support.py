@@ -1,0 +1,407 @@
+"""Dialect ``support`` (seed 002): a lending app's Support API under ``/support``.
+
+Ids are rendered ``ticket_<n>``, ``msg_<n>``, ``category_<n>`` and accepted with or
+without the prefix; statuses and priorities use the seed's words; every answer, error
+or not, is the ``{success, statusCode, data, error}`` envelope.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import asyncpg
+import msgspec
+from litestar import Request, Response, Router, get, post
+
+from domain.errors import InvalidInput
+from domain.events import Priority, Status
+from domain.ticket import Message, Ticket
+from services.api.dialects._common import (
+    MAX_PAGE,
+    actor_of,
+    context,
+    int_param,
+    iso_z,
+    load_readable,
+    positive_int,
+    posted_message,
+    wait_fresh,
+)
+from services.api.errors import register_renderer
+from services.categories import list_categories
+from services.commands import CommandService
+from services.settings import Settings
+
+DIALECT = "support"
+
+STATUS_OUT: dict[Status, str] = {
+    "open": "Open",
+    "in_progress": "In Progress",
+    "on_hold": "On Hold",
+    "resolved": "Resolved",
+    "closed": "Closed",
+}
+PRIORITY_OUT: dict[Priority, str] = {
+    "low": "Low",
+    "medium": "Medium",
+    "high": "High",
+    "urgent": "Critical",
+}
+_STATUS_IN: dict[str, Status] = {
+    **{v.lower().replace(" ", ""): k for k, v in STATUS_OUT.items()},
+    **{k.replace("_", ""): k for k in STATUS_OUT},
+}
+_PRIORITY_IN: dict[str, Priority] = {
+    **{v.lower(): k for k, v in PRIORITY_OUT.items()},
+    **{k: k for k in PRIORITY_OUT},
+}
+
+
+def tid(n: int) -> str:
+    return f"ticket_{n}"
+
+
+def parse_status(value: str) -> Status:
+    status = _STATUS_IN.get(value.strip().lower().replace(" ", "").replace("_", ""))
+    if status is None:
+        raise InvalidInput(
+            f"status must be one of {', '.join(STATUS_OUT.values())}", field="status"
+        )
+    return status
+
+
+def parse_priority(value: str) -> Priority:
+    priority = _PRIORITY_IN.get(value.strip().lower())
+    if priority is None:
+        raise InvalidInput(
+            f"priority must be one of {', '.join(PRIORITY_OUT.values())}", field="priority"
+        )
+    return priority
+
+
+# --- shapes ------------------------------------------------------------------------------
+
+
+class Envelope(msgspec.Struct):
+    success: bool
+    statusCode: int
+    data: Any
+    error: Any = None
+
+
+class ErrorInfo(msgspec.Struct):
+    code: int
+    message: str
+
+
+def ok(data: Any) -> Envelope:
+    return Envelope(success=True, statusCode=200, data=data, error=None)
+
+
+class CreateTicket(msgspec.Struct):
+    subject: str | None = None
+    description: str | None = None
+    categoryId: str | int | None = None
+    priority: str | None = None
+    attachments: list[str] = []
+
+
+class AddMessage(msgspec.Struct):
+    message: str | None = None
+    attachments: list[str] = []
+
+
+class CloseTicket(msgspec.Struct):
+    resolution: str | None = None
+
+
+class TicketCreated(msgspec.Struct):
+    ticketId: str
+    subject: str
+    status: str
+    priority: str
+    createdAt: str
+
+
+class TicketSummary(msgspec.Struct):
+    ticketId: str
+    subject: str
+    status: str
+    priority: str
+    createdAt: str
+    updatedAt: str
+
+
+class MessageOut(msgspec.Struct):
+    messageId: str
+    sender: str
+    content: str
+    timestamp: str
+    attachments: list[str] = []
+
+
+class TicketDetails(msgspec.Struct):
+    ticketId: str
+    userId: str
+    subject: str
+    description: str
+    status: str
+    priority: str
+    categoryId: str
+    assignedAgent: str | None
+    messages: list[MessageOut]
+    createdAt: str
+    updatedAt: str
+    attachments: list[str] = []
+
+
+class MessageAdded(msgspec.Struct):
+    messageId: str
+    ticketId: str
+    content: str
+    timestamp: str
+
+
+class TicketClosed(msgspec.Struct):
+    ticketId: str
+    status: str
+    closedAt: str | None
+
+
+class CategoryOut(msgspec.Struct):
+    categoryId: str
+    name: str
+    description: str | None
+
+
+def _message(m: Message) -> MessageOut:
+    return MessageOut(
+        messageId=f"msg_{m.id}",
+        sender=m.author.id,
+        content=m.body,
+        timestamp=iso_z(m.created_at) or "",
+        attachments=list(m.attachments),
+    )
+
+
+def details_of(ticket: Ticket, messages: list[Message]) -> TicketDetails:
+    return TicketDetails(
+        ticketId=tid(ticket.id),
+        userId=ticket.requester.id,
+        subject=ticket.subject,
+        description=ticket.description,
+        status=STATUS_OUT[ticket.status],
+        priority=PRIORITY_OUT[ticket.priority],
+        categoryId=f"category_{ticket.category_id}",
+        assignedAgent=ticket.assignee,
+        messages=[_message(m) for m in messages],
+        createdAt=iso_z(ticket.created_at) or "",
+        updatedAt=iso_z(ticket.updated_at) or "",
+        attachments=list(ticket.attachments),
+    )
+
+
+# --- handlers ----------------------------------------------------------------------------
+
+
+@post(
+    "/support/tickets",
+    status_code=200,
+    summary="Create a support ticket",
+    description="Seed 002. priority: Low, Medium, High or Critical; categoryId like "
+    "category_1 (or 1); attachments: ids from POST /v1/attachments.",
+    operation_id="support_create_ticket",
+)
+async def create_ticket(
+    request: Request[Any, Any, Any], data: CreateTicket, commands: CommandService
+) -> Envelope:
+    if data.subject is None:
+        raise InvalidInput("subject is required", field="subject")
+    if data.description is None:
+        raise InvalidInput("description is required", field="description")
+    category_id = positive_int(data.categoryId, "categoryId", prefix="category")
+    priority = parse_priority(data.priority) if data.priority else None
+    result = await commands.raise_ticket(
+        await context(request, DIALECT),
+        subject=data.subject,
+        description=data.description,
+        category_id=category_id,
+        priority=priority,
+        attachments=data.attachments,
+    )
+    t = result.ticket
+    return ok(
+        TicketCreated(
+            ticketId=tid(t.id),
+            subject=t.subject,
+            status=STATUS_OUT[t.status],
+            priority=PRIORITY_OUT[t.priority],
+            createdAt=iso_z(t.created_at) or "",
+        )
+    )
+
+
+@get(
+    "/support/tickets",
+    summary="List support tickets",
+    description="Seed 002. Customers see their own tickets, staff every ticket. Filters: "
+    "status (Open, In Progress, On Hold, Resolved, Closed), priority; page (from 1) and "
+    "limit (default 20, at most 100).",
+    operation_id="support_list_tickets",
+)
+async def list_tickets(
+    request: Request[Any, Any, Any],
+    commands: CommandService,
+    pool: asyncpg.Pool,
+    settings: Settings,
+    status: str | None = None,
+    priority: str | None = None,
+    page: str | None = None,
+    limit: str | None = None,
+) -> Envelope:
+    from projections.queries import TicketFilter
+    from projections.queries import list_tickets as query
+
+    actor = actor_of(request)
+    page_n = int_param(page, "page", default=1, minimum=1)
+    limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
+    f = TicketFilter(
+        status=parse_status(status) if status else None,
+        priority=parse_priority(priority) if priority else None,
+        requester=actor.id if actor.role == "customer" else None,
+    )
+    await wait_fresh(request)
+    rows, _ = await query(
+        pool,
+        f,
+        limit=limit_n,
+        offset=(page_n - 1) * limit_n,
+        now=commands.clock(),
+        timezone=settings.timezone,
+    )
+    return ok(
+        [
+            TicketSummary(
+                ticketId=tid(r.id),
+                subject=r.subject,
+                status=STATUS_OUT[cast(Status, r.status)],
+                priority=PRIORITY_OUT[cast(Priority, r.priority)],
+                createdAt=iso_z(r.created_at) or "",
+                updatedAt=iso_z(r.updated_at) or "",
+            )
+            for r in rows
+        ]
+    )
+
+
+@get(
+    "/support/tickets/{ticketId:str}",
+    summary="Get ticket details with messages",
+    description="Seed 002. ticketId like ticket_42 or 42.",
+    operation_id="support_get_ticket",
+)
+async def get_ticket(
+    request: Request[Any, Any, Any], ticketId: str, commands: CommandService
+) -> Envelope:
+    actor = actor_of(request)
+    ticket, _ = await load_readable(
+        commands, positive_int(ticketId, "ticketId", prefix="ticket"), actor
+    )
+    return ok(details_of(ticket, ticket.visible_messages(actor)))
+
+
+@post(
+    "/support/tickets/{ticketId:str}/messages",
+    status_code=200,
+    summary="Add a message to a ticket",
+    description="Seed 002. attachments: ids from POST /v1/attachments.",
+    operation_id="support_add_message",
+)
+async def add_message(
+    request: Request[Any, Any, Any],
+    ticketId: str,
+    data: AddMessage,
+    commands: CommandService,
+) -> Envelope:
+    n = positive_int(ticketId, "ticketId", prefix="ticket")
+    if data.message is None:
+        raise InvalidInput("message is required", field="message")
+    result = await commands.post_message(
+        await context(request, DIALECT),
+        n,
+        body=data.message,
+        body_type="plain",
+        attachments=data.attachments,
+    )
+    msg, at = posted_message(result)
+    return ok(
+        MessageAdded(
+            messageId=f"msg_{msg.message_id}",
+            ticketId=tid(n),
+            content=msg.body,
+            timestamp=iso_z(at) or "",
+        )
+    )
+
+
+@post(
+    "/support/tickets/{ticketId:str}/close",
+    status_code=200,
+    summary="Close a ticket",
+    description="Seed 002. Optional resolution text.",
+    operation_id="support_close_ticket",
+)
+async def close_ticket(
+    request: Request[Any, Any, Any],
+    ticketId: str,
+    commands: CommandService,
+    data: CloseTicket | None = None,
+) -> Envelope:
+    n = positive_int(ticketId, "ticketId", prefix="ticket")
+    result = await commands.close(
+        await context(request, DIALECT), n, resolution=data.resolution if data else None
+    )
+    t = result.ticket
+    return ok(
+        TicketClosed(ticketId=tid(n), status=STATUS_OUT[t.status], closedAt=iso_z(t.closed_at))
+    )
+
+
+@get(
+    "/support/categories",
+    summary="List support categories",
+    description="Seed 002.",
+    operation_id="support_list_categories",
+)
+async def categories(pool: asyncpg.Pool) -> Envelope:
+    return ok(
+        [
+            CategoryOut(categoryId=f"category_{c.id}", name=c.name, description=c.description)
+            for c in await list_categories(pool)
+        ]
+    )
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def render_error(
+    request: Request[Any, Any, Any], status: int, message: str, extra: dict[str, Any] | None
+) -> Response[Any]:
+    body = Envelope(
+        success=False, statusCode=status, data=None, error=ErrorInfo(code=status, message=message)
+    )
+    return Response(body, status_code=status)
+
+
+def _matches(path: str) -> bool:
+    return path == "/support" or path.startswith("/support/")
+
+
+register_renderer(DIALECT, _matches, render_error)
+
+router = Router(
+    path="/",
+    route_handlers=[create_ticket, list_tickets, get_ticket, add_message, close_ticket, categories],
+    tags=["support (seed 002)"],
+)

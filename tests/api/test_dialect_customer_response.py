@@ -1,0 +1,185 @@
+"""Dialect customer_response (seed 001): a customer's reply posted by an integration."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+import pytest
+
+Auth = Callable[..., dict[str, str]]
+BasicUser = Callable[..., Awaitable[tuple[str, str]]]
+
+
+def customer(auth: Auth) -> tuple[str, dict[str, str]]:
+    sub = f"cust-{uuid.uuid4().hex[:8]}"
+    return sub, auth(sub, "customer", "Cara Customer")
+
+
+async def raise_ticket(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
+    r = await client.post(
+        "/support/tickets",
+        json={"subject": "Router offline", "description": "No lights", "categoryId": "1"},
+        headers=headers,
+    )
+    assert r.status_code == 200, r.text
+    return int(r.json()["data"]["ticketId"].removeprefix("ticket_"))
+
+
+async def details(client: httpx.AsyncClient, ticket_id: int, headers: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    r = await client.get(f"/backend/api/support-ticket/{ticket_id}", headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()["data"]  # type: ignore[no-any-return]
+
+
+def assert_error(r: httpx.Response, status: int) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"message"}
+    assert isinstance(body["message"], str) and body["message"]
+
+
+async def test_seed_example_with_http_basic_answers_200_empty_and_is_authored_by_the_requester(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser
+) -> None:
+    sub, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    name, password = await basic_user("agent")
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        content=b'{"body":"Hello world."}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+        auth=(name, password),
+    )
+    assert r.status_code == 200, r.text
+    assert r.content == b""
+    data = await details(client, ticket_id, me)
+    [msg] = data["ticketMessage"]
+    assert msg["message"] == "Hello world."  # HTML by default; plain text survives sanitising
+    assert msg["senderId"] == sub
+    assert msg["senderType"] == "customer"
+
+
+async def test_html_is_sanitised_and_plain_is_kept_verbatim(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    creds = await basic_user("agent")
+    url = f"/api/tickets/{ticket_id}/customer_response"
+    r1 = await client.post(url, json={"body": "<p>Hi</p><script>alert(1)</script>"}, auth=creds)
+    r2 = await client.post(url, json={"body": "<b>as typed</b>", "body_type": "PLAIN"}, auth=creds)
+    assert (r1.status_code, r2.status_code) == (200, 200), (r1.text, r2.text)
+    msgs = (await details(client, ticket_id, me))["ticketMessage"]
+    assert [m["message"] for m in msgs] == ["<p>Hi</p>", "<b>as typed</b>"]
+
+
+async def test_the_clients_date_becomes_the_events_occurred_at(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser, api_pool: asyncpg.Pool
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        json={"body": "Reply written offline", "body_type": "PLAIN", "date": "2014-07-14 12:34"},
+        auth=await basic_user("agent"),
+    )
+    assert r.status_code == 200, r.text
+    row = await api_pool.fetchrow(
+        "SELECT occurred_at, recorded_at, metadata FROM events WHERE stream_id = $1 "
+        "AND type = 'MessagePosted'",
+        ticket_id,
+    )
+    assert row["occurred_at"] == datetime(2014, 7, 14, 12, 34, tzinfo=UTC)  # test server: UTC
+    assert row["recorded_at"] > row["occurred_at"]
+    assert '"customer_response"' in row["metadata"]
+
+
+async def test_a_customer_may_reply_to_their_own_ticket_with_a_bearer_token(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    sub, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        data={"body": "form-encoded works"},
+        headers=me,
+    )
+    assert r.status_code == 200, r.text
+    [msg] = (await details(client, ticket_id, me))["ticketMessage"]
+    assert (msg["senderId"], msg["message"]) == (sub, "form-encoded works")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"body": ""},
+        {"body": "x", "body_type": "MARKDOWN"},
+        {"body": "x", "date": "14.07.2014"},
+        {"body": "<script>only</script>"},
+    ],
+    ids=["no-body", "empty-body", "bad-body-type", "bad-date", "nothing-left-after-sanitising"],
+)
+async def test_invalid_replies_are_400(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser, payload: dict[str, str]
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response", json=payload, auth=await basic_user("agent")
+    )
+    assert_error(r, 400)
+
+
+async def test_a_non_numeric_id_is_400(client: httpx.AsyncClient, basic_user: BasicUser) -> None:
+    r = await client.post(
+        "/api/tickets/abc/customer_response", json={"body": "x"}, auth=await basic_user("agent")
+    )
+    assert_error(r, 400)
+
+
+async def test_missing_or_wrong_credentials_are_401(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    url = f"/api/tickets/{ticket_id}/customer_response"
+    assert_error(await client.post(url, json={"body": "x"}), 401)
+    name, _ = await basic_user("agent")
+    assert_error(await client.post(url, json={"body": "x"}, auth=(name, "wrong-password")), 401)
+
+
+async def test_another_customers_ticket_is_403(client: httpx.AsyncClient, auth: Auth) -> None:
+    _, owner = customer(auth)
+    ticket_id = await raise_ticket(client, owner)
+    _, other = customer(auth)
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response", json={"body": "x"}, headers=other
+    )
+    assert_error(r, 403)
+
+
+async def test_an_auditor_may_not_reply_403(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        json={"body": "x"},
+        auth=await basic_user("auditor"),
+    )
+    assert_error(r, 403)
+
+
+async def test_unknown_ticket_is_404(client: httpx.AsyncClient, basic_user: BasicUser) -> None:
+    r = await client.post(
+        "/api/tickets/987654321/customer_response",
+        json={"body": "x"},
+        auth=await basic_user("agent"),
+    )
+    assert_error(r, 404)
