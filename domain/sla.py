@@ -7,7 +7,7 @@ so daylight-saving shifts never move a due time; only "due today" depends on the
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -156,8 +156,14 @@ def breach_due(clock: SlaClock, target: str, now: datetime) -> datetime | None:
 
 
 def end_of_local_day(now: datetime, zone: str) -> datetime:
-    """The first instant of tomorrow in ``zone``, as an aware datetime (DST-correct)."""
+    """The first instant of tomorrow in ``zone``, in UTC (DST-correct).
+
+    Returned in UTC on purpose: Python subtracts and compares two datetimes that share a
+    ZoneInfo by wall clock, which is an hour off across a DST change. A local midnight
+    that does not exist (a zone that springs forward at 00:00) resolves, with fold=0, to
+    the pre-transition offset, i.e. exactly the instant the new day starts.
+    """
     tz = ZoneInfo(zone)
     local = now.astimezone(tz)
     tomorrow = local.date() + timedelta(days=1)
-    return datetime.combine(tomorrow, time(0), tzinfo=tz)
+    return datetime.combine(tomorrow, time(0), tzinfo=tz).astimezone(UTC)

@@ -369,7 +369,13 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
                 state,
                 status=event.status,
                 sla=_clock_for_status(state.sla, state.status, event.status, at),
-                resolved_at=at if event.status == "resolved" else state.resolved_at,
+                resolved_at=(
+                    at
+                    if event.status == "resolved"
+                    else None
+                    if is_unresolved(event.status)
+                    else state.resolved_at
+                ),
                 updated_at=at,
                 version=nxt,
             )

@@ -59,6 +59,11 @@ from services.eventstore import (
 log = logging.getLogger("ticketing.commands")
 
 MAX_ATTEMPTS = 8
+# Conflicts are retried optimistically this many times; after that the command waits its
+# turn on the stream's row lock (load, decide and append under SELECT ... FOR UPDATE), so a
+# hot ticket with dozens of concurrent writers still makes progress for every one of them
+# instead of failing whoever keeps losing the race.
+OPTIMISTIC_ATTEMPTS = 3
 IDEMPOTENCY_TTL = timedelta(hours=24)
 
 
@@ -287,47 +292,21 @@ class CommandService:
         *,
         new_stream: bool = False,
     ) -> CommandResult:
-        name = "unknown"
+        names = ["unknown"]
         try:
             for attempt in range(MAX_ATTEMPTS):
-                state: domain.Ticket | None
-                history: list[RecordedEvent]
-                if new_stream:
-                    state, history = None, []
-                else:
-                    state, history = await self.load(ticket_id)
-                    if state is None:
-                        raise TicketNotFound(f"ticket {ticket_id} not found")
-                version = state.version if state is not None else 0
-                if ctx.expected_version is not None and ctx.expected_version != version:
-                    raise VersionMismatch(
-                        f"the ticket is at version {version}, not {ctx.expected_version}; "
-                        "fetch it again and retry"
-                    )
-                now = self.clock()
-                command = make(now)
-                name = type(command).__name__
-                events = domain.decide(state, command)
-                if not events:
-                    self._outcome(name, "noop")
-                    assert state is not None
-                    return CommandResult(ticket=state, events=[])
-                at = ctx.occurred_at or now
-                meta = Metadata(
-                    actor=ctx.actor,
-                    request_id=ctx.request_id,
-                    correlation_id=ctx.correlation_id or ctx.request_id,
-                    causation_id=ctx.causation_id,
-                    idempotency_key=ctx.idempotency_key,
-                    dialect=ctx.dialect,
-                )
-                new = [NewEvent(event=e, metadata=meta, occurred_at=at) for e in events]
-                idem = self._idempotency_record(ctx, version, len(events))
-                prev_hash = history[-1].hash if history else None
+                locked = not new_stream and attempt >= OPTIMISTIC_ATTEMPTS
                 try:
-                    recorded = await self.store.append(
-                        ticket_id, version, prev_hash, new, idempotency=idem, recorded_at=now
-                    )
+                    if locked:
+                        async with self.pool.acquire() as conn, conn.transaction():
+                            await conn.execute(
+                                "SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE", ticket_id
+                            )
+                            result = await self._attempt(
+                                ticket_id, make, ctx, new_stream, names, conn
+                            )
+                    else:
+                        result = await self._attempt(ticket_id, make, ctx, new_stream, names, None)
                 except ConcurrencyConflict:
                     if ctx.expected_version is not None:
                         raise VersionMismatch(
@@ -336,7 +315,7 @@ class CommandService:
                         ) from None
                     if new_stream:
                         raise
-                    self._outcome(name, "retried")
+                    self._outcome(names[0], "retried")
                     await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                     continue
                 except IdempotencyRace:
@@ -344,18 +323,68 @@ class CommandService:
                     if replay is None:  # pragma: no cover - the winner's row must exist
                         raise
                     return replay
-                ticket = state
-                for e in recorded:
-                    ticket = domain.evolve(ticket, e.event, e.occurred_at)
-                assert ticket is not None
-                self._outcome(name, "ok")
-                await self._wake(recorded)
-                return CommandResult(ticket=ticket, events=recorded)
+                if result.events:
+                    self._outcome(names[0], "ok")
+                    await self._wake(result.events)  # after commit, never inside the lock
+                else:
+                    self._outcome(names[0], "noop")
+                return result
             raise ConcurrencyConflict()
         except Exception as exc:
             kind = getattr(exc, "kind", "error")
-            self._outcome(name, str(kind))
+            self._outcome(names[0], str(kind))
             raise
+
+    async def _attempt(
+        self,
+        ticket_id: int,
+        make: Callable[[datetime], Command],
+        ctx: Context,
+        new_stream: bool,
+        names: list[str],
+        conn: asyncpg.Connection | None,
+    ) -> CommandResult:
+        """One load-decide-append; ConcurrencyConflict when another writer got in first."""
+        state: domain.Ticket | None = None
+        history: list[RecordedEvent] = []
+        if not new_stream:
+            history = await self.store.read_stream(ticket_id, conn=conn)
+            state = domain.fold((e.event, e.occurred_at) for e in history)
+            if state is None:
+                raise TicketNotFound(f"ticket {ticket_id} not found")
+        version = state.version if state is not None else 0
+        if ctx.expected_version is not None and ctx.expected_version != version:
+            raise VersionMismatch(
+                f"the ticket is at version {version}, not {ctx.expected_version}; "
+                "fetch it again and retry"
+            )
+        now = self.clock()
+        command = make(now)
+        names[0] = type(command).__name__
+        events = domain.decide(state, command)
+        if not events:
+            assert state is not None
+            return CommandResult(ticket=state, events=[])
+        at = ctx.occurred_at or now
+        meta = Metadata(
+            actor=ctx.actor,
+            request_id=ctx.request_id,
+            correlation_id=ctx.correlation_id or ctx.request_id,
+            causation_id=ctx.causation_id,
+            idempotency_key=ctx.idempotency_key,
+            dialect=ctx.dialect,
+        )
+        new = [NewEvent(event=e, metadata=meta, occurred_at=at) for e in events]
+        idem = self._idempotency_record(ctx, version, len(events))
+        prev_hash = history[-1].hash if history else None
+        recorded = await self.store.append(
+            ticket_id, version, prev_hash, new, idempotency=idem, recorded_at=now, conn=conn
+        )
+        ticket = state
+        for e in recorded:
+            ticket = domain.evolve(ticket, e.event, e.occurred_at)
+        assert ticket is not None
+        return CommandResult(ticket=ticket, events=recorded)
 
     def _idempotency_record(
         self, ctx: Context, version: int, count: int

@@ -203,12 +203,13 @@ class EventStore:
         *,
         idempotency: IdempotencyRecord | None = None,
         recorded_at: datetime | None = None,
+        conn: asyncpg.Connection | None = None,
     ) -> list[RecordedEvent]:
         """Append ``events`` if the stream is at ``expected_version``; one round trip.
 
         Raises ConcurrencyConflict when another writer got there first, and
         IdempotencyRace when a concurrent request with the same key committed first;
-        either way nothing was appended.
+        either way nothing was appended. ``conn`` runs it inside the caller's transaction.
         """
         if not events:
             return []
@@ -249,8 +250,9 @@ class EventStore:
                 idempotency.request_hash,
                 _json.encode(idempotency.result).decode(),
             )
+        runner = conn if conn is not None else self.pool
         try:
-            rows = await self.pool.fetch(
+            rows = await runner.fetch(
                 sql,
                 stream_id,
                 expected_version,

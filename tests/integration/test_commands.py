@@ -1,0 +1,320 @@
+"""The command service on a real PostgreSQL: idempotency, If-Match, failures append nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from domain.errors import (
+    Forbidden,
+    IdempotencyKeyReused,
+    InvalidInput,
+    NotRequester,
+    TicketAlreadyClosed,
+    TicketNotFound,
+    VersionMismatch,
+)
+from domain.events import Actor, MessagePosted, SlaBreached, TicketClosed, TicketRaised
+from services.commands import CommandService, Context, fingerprint
+from services.eventstore import verify_chain
+
+CUSTOMER = Actor(id="cust-1", role="customer", name="Cara")
+OTHER = Actor(id="cust-2", role="customer", name="Olly")
+AGENT = Actor(id="agent-1", role="agent", name="Ada")
+AUDITOR = Actor(id="aud-1", role="auditor")
+SYSTEM = Actor(id="system", role="system")
+
+
+@pytest.fixture
+def svc(fresh_pool: asyncpg.Pool, settings: object) -> CommandService:
+    return CommandService(fresh_pool, settings.sla_policy)  # type: ignore[attr-defined]
+
+
+async def event_count(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM events"))
+
+
+async def new_ticket(svc: CommandService, **kw: object) -> int:
+    r = await svc.raise_ticket(
+        Context(actor=CUSTOMER), subject="Printer", description="on fire", category_id=1, **kw
+    )  # type: ignore[arg-type]
+    return r.ticket.id
+
+
+def keyed(actor: Actor, key: str, *body: object) -> Context:
+    return Context(actor=actor, idempotency_key=key, request_fingerprint=fingerprint(*body))
+
+
+# --- idempotency ----------------------------------------------------------------------
+
+
+async def test_a_repeated_key_returns_the_first_result_and_appends_nothing(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    ctx = keyed(AGENT, "k-1", "POST", f"/tickets/{tid}/messages", "hello")
+    first = await svc.post_message(ctx, tid, body="hello")
+    count = await event_count(fresh_pool)
+    again = await svc.post_message(ctx, tid, body="hello")
+    assert again.replayed and not first.replayed
+    assert [e.position for e in again.events] == [e.position for e in first.events]
+    assert again.ticket == first.ticket and again.version == 2
+    assert await event_count(fresh_pool) == count
+    # later changes do not leak into the replayed answer: it is the first response
+    await svc.post_message(Context(actor=AGENT), tid, body="unrelated")
+    third = await svc.post_message(ctx, tid, body="hello")
+    assert third.version == 2 and third.ticket == first.ticket
+
+
+async def test_a_repeated_raise_returns_the_same_ticket(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    ctx = keyed(CUSTOMER, "raise-1", "POST", "/tickets", "Printer")
+    a = await svc.raise_ticket(ctx, subject="Printer", description="x", category_id=1)
+    b = await svc.raise_ticket(ctx, subject="Printer", description="x", category_id=1)
+    assert b.replayed and a.ticket.id == b.ticket.id
+    assert await fresh_pool.fetchval("SELECT count(*) FROM streams") == 1
+
+
+async def test_the_same_key_with_a_different_body_is_refused(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    await svc.post_message(keyed(AGENT, "k-2", "hello"), tid, body="hello")
+    count = await event_count(fresh_pool)
+    with pytest.raises(IdempotencyKeyReused) as info:
+        await svc.post_message(keyed(AGENT, "k-2", "goodbye"), tid, body="goodbye")
+    assert info.value.kind == "idempotency"
+    assert await event_count(fresh_pool) == count
+
+
+async def test_keys_belong_to_their_principal(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    await svc.post_message(keyed(AGENT, "shared", "x"), tid, body="x")
+    other_agent = Actor(id="agent-2", role="agent")
+    r = await svc.post_message(keyed(other_agent, "shared", "x"), tid, body="x")
+    assert not r.replayed and r.version == 3
+
+
+async def test_concurrent_duplicates_append_once(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    ctx = keyed(AGENT, "dup", "hello")
+    results = await asyncio.gather(*(svc.post_message(ctx, tid, body="hello") for _ in range(16)))
+    assert await event_count(fresh_pool) == 2
+    assert {r.version for r in results} == {2}
+    assert {tuple(e.position for e in r.events) for r in results} == {
+        tuple(e.position for e in results[0].events)
+    }
+    assert sum(not r.replayed for r in results) == 1
+
+
+async def test_concurrent_duplicate_raises_make_one_ticket(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    ctx = keyed(CUSTOMER, "dup-raise", "Printer")
+    results = await asyncio.gather(
+        *(
+            svc.raise_ticket(ctx, subject="Printer", description="x", category_id=1)
+            for _ in range(16)
+        )
+    )
+    assert len({r.ticket.id for r in results}) == 1
+    assert await fresh_pool.fetchval("SELECT count(*) FROM streams") == 1
+    assert await event_count(fresh_pool) == 1
+
+
+async def test_an_expired_key_may_be_used_again(fresh_pool: asyncpg.Pool, settings: object) -> None:
+    now = [datetime(2024, 1, 1, tzinfo=UTC)]
+    svc = CommandService(
+        fresh_pool,
+        settings.sla_policy,  # type: ignore[attr-defined]
+        clock=lambda: now[0],
+    )
+    tid = await new_ticket(svc)
+    await svc.post_message(keyed(AGENT, "old", "a"), tid, body="a")
+    await fresh_pool.execute("UPDATE idempotency_keys SET created_at = $1", now[0])
+    now[0] += timedelta(hours=25)
+    r = await svc.post_message(keyed(AGENT, "old", "b"), tid, body="b")
+    assert not r.replayed and r.version == 3
+
+
+async def test_a_failed_command_does_not_burn_its_key(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    with pytest.raises(InvalidInput):
+        await svc.post_message(keyed(AGENT, "k-f", ""), tid, body="")
+    r = await svc.post_message(keyed(AGENT, "k-f", "fixed"), tid, body="fixed")
+    assert not r.replayed and r.version == 2
+
+
+# --- If-Match ---------------------------------------------------------------------------
+
+
+async def test_a_stale_if_match_is_refused_and_appends_nothing(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    await svc.post_message(Context(actor=AGENT), tid, body="first")
+    with pytest.raises(VersionMismatch) as info:
+        await svc.assign(Context(actor=AGENT, expected_version=1), tid, assignee="agent-1")
+    assert info.value.kind == "precondition"
+    assert await event_count(fresh_pool) == 2
+    ok = await svc.assign(Context(actor=AGENT, expected_version=2), tid, assignee="agent-1")
+    assert ok.version == 3
+
+
+async def test_if_match_racing_writers_one_wins_the_rest_get_412(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    outcomes = await asyncio.gather(
+        *(
+            svc.post_message(Context(actor=AGENT, expected_version=1), tid, body=f"m{i}")
+            for i in range(16)
+        ),
+        return_exceptions=True,
+    )
+    assert sum(1 for o in outcomes if not isinstance(o, BaseException)) == 1
+    assert all(isinstance(o, VersionMismatch) for o in outcomes if isinstance(o, BaseException))
+    assert await event_count(fresh_pool) == 2
+
+
+# --- failures append nothing ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("actor", "kwargs", "error"),
+    [
+        (CUSTOMER, {"body": "psst", "visibility": "internal"}, Forbidden),
+        (OTHER, {"body": "me too"}, NotRequester),
+        (AUDITOR, {"body": "hm"}, Forbidden),
+        (AGENT, {"body": "x" * 20_001}, InvalidInput),
+        (AGENT, {"body": "ok", "attachments": ["nope"]}, InvalidInput),
+    ],
+)
+async def test_a_refused_message_appends_nothing(
+    svc: CommandService,
+    fresh_pool: asyncpg.Pool,
+    actor: Actor,
+    kwargs: dict[str, object],
+    error: type[Exception],
+) -> None:
+    tid = await new_ticket(svc)
+    with pytest.raises(error):
+        await svc.post_message(Context(actor=actor), tid, **kwargs)  # type: ignore[arg-type]
+    assert await event_count(fresh_pool) == 1
+
+
+async def test_closing_a_closed_ticket_is_a_conflict_that_appends_nothing(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    await svc.close(Context(actor=CUSTOMER), tid)
+    with pytest.raises(TicketAlreadyClosed):
+        await svc.close(Context(actor=AGENT), tid)
+    with pytest.raises(TicketAlreadyClosed):
+        await svc.post_message(Context(actor=CUSTOMER), tid, body="hello?")
+    assert await event_count(fresh_pool) == 2
+
+
+async def test_a_raise_in_an_unknown_category_appends_nothing(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    with pytest.raises(InvalidInput, match="category"):
+        await svc.raise_ticket(
+            Context(actor=CUSTOMER), subject="x", description="y", category_id=999_999
+        )
+    assert await event_count(fresh_pool) == 0
+    assert await fresh_pool.fetchval("SELECT count(*) FROM streams") == 0
+
+
+async def test_a_command_on_an_unknown_ticket_is_not_found(svc: CommandService) -> None:
+    with pytest.raises(TicketNotFound):
+        await svc.assign(Context(actor=AGENT), 123_456_789, assignee="agent-1")
+
+
+async def test_a_noop_command_appends_nothing(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    await svc.assign(Context(actor=AGENT), tid, assignee="agent-1")
+    again = await svc.assign(Context(actor=AGENT), tid, assignee="agent-1")
+    assert again.events == [] and again.version == 2
+    assert await event_count(fresh_pool) == 2
+
+
+# --- what gets stored -------------------------------------------------------------------
+
+
+async def test_close_immediately_appends_both_events_in_one_append(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    r = await svc.raise_ticket(
+        Context(actor=CUSTOMER),
+        subject="x",
+        description="y",
+        category_id=1,
+        close_immediately=True,
+        resolution_type="Fixed",
+        resolution_subject="Printer",
+    )
+    assert [type(e.event) for e in r.events] == [TicketRaised, TicketClosed]
+    assert len({e.transaction_id for e in r.events}) == 1
+    assert r.ticket.status == "closed"
+
+
+async def test_metadata_and_client_time_are_stored_and_hash_chained(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    client_time = datetime(2024, 2, 3, 4, 5, tzinfo=UTC)
+    ctx = Context(
+        actor=CUSTOMER,
+        request_id="req-1",
+        dialect="customer_response",
+        occurred_at=client_time,
+        idempotency_key="k-meta",
+        request_fingerprint=b"f",
+    )
+    r = await svc.post_message(ctx, tid, body="<p>hi</p>", body_type="html")
+    _, events = await svc.load(tid)
+    stored = events[-1]
+    assert stored.occurred_at == client_time
+    assert stored.metadata.actor == CUSTOMER
+    assert (stored.metadata.request_id, stored.metadata.correlation_id) == ("req-1", "req-1")
+    assert (stored.metadata.dialect, stored.metadata.idempotency_key) == (
+        "customer_response",
+        "k-meta",
+    )
+    assert stored.recorded_at >= stored.occurred_at
+    assert stored.position == r.events[0].position and stored.hash == r.events[0].hash
+    assert isinstance(stored.event, MessagePosted)
+    assert verify_chain(events) is None
+
+
+async def test_only_the_system_records_a_breach_once(
+    fresh_pool: asyncpg.Pool, settings: object
+) -> None:
+    now = [datetime.now(UTC)]
+    svc = CommandService(
+        fresh_pool,
+        settings.sla_policy,  # type: ignore[attr-defined]
+        clock=lambda: now[0],
+    )
+    tid = await new_ticket(svc, priority="urgent")
+    with pytest.raises(Forbidden):
+        await svc.record_sla_breach(Context(actor=AGENT), tid, target="first_response")
+    now[0] += timedelta(hours=2)
+    first = await svc.record_sla_breach(Context(actor=SYSTEM), tid, target="first_response")
+    assert [type(e.event) for e in first.events] == [SlaBreached]
+    second = await svc.record_sla_breach(Context(actor=SYSTEM), tid, target="first_response")
+    assert second.events == []
+    assert await event_count(fresh_pool) == 2
