@@ -1,0 +1,231 @@
+"""Authentication, the role policy and rate limiting, applied to the whole application.
+
+``AuthMiddleware`` runs for every routed HTTP request except ``/health/*`` and the
+OpenAPI docs, so a route added later cannot forget it. It identifies the principal
+(Bearer JWT or HTTP Basic), puts the ``domain.events.Actor`` on ``request.user``,
+applies the per-principal rate limit, and enforces the role table:
+
+- auditors read everything and change nothing (any unsafe method → 403);
+- ``/v1/audit/*`` is for auditors and admins only;
+- a handler may narrow further with ``opt=allow("admin", ...)``.
+
+Failures raise exceptions; ``services.api.errors`` renders them in the dialect's envelope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from domain.events import Actor
+from services.api.errors import Denied, TooManyRequests, Unauthenticated
+from services.passwords import hash_password, verify_password
+from services.settings import Settings
+from services.tokens import TokenError, verify_token
+
+log = logging.getLogger("ticketing.api.auth")
+
+PUBLIC_PREFIXES = ("/health/", "/schema/")
+
+
+def is_public_path(scope: Any) -> bool:
+    path = str(scope.get("path", ""))
+    return path == "/schema" or path.startswith(PUBLIC_PREFIXES)
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+AUDIT_PREFIX = "/v1/audit"
+BASIC_CACHE_TTL_S = 30.0
+BASIC_CACHE_MAX = 10_000
+ROLES_OPT = "roles"
+
+
+def allow(*roles: str) -> dict[str, Any]:
+    """Handler ``opt`` restricting a route to these roles (on top of the global policy)."""
+    return {ROLES_OPT: frozenset(roles)}
+
+
+class BasicCache:
+    """Verified Basic credentials, keyed by an HMAC of the credential (never the password).
+
+    An entry lives ``ttl`` seconds, so disabling a user takes effect within that window.
+    """
+
+    def __init__(self, ttl: float = BASIC_CACHE_TTL_S, max_entries: int = BASIC_CACHE_MAX) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._key = secrets.token_bytes(32)
+        self._entries: dict[bytes, tuple[Actor, float]] = {}
+
+    def digest(self, name: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{name}\x00{password}".encode(), hashlib.sha256).digest()
+
+    def get(self, digest: bytes) -> Actor | None:
+        hit = self._entries.get(digest)
+        if hit is None:
+            return None
+        actor, expires = hit
+        if expires < time.monotonic():
+            self._entries.pop(digest, None)
+            return None
+        return actor
+
+    def put(self, digest: bytes, actor: Actor) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.monotonic()
+            for k in [k for k, (_, exp) in self._entries.items() if exp < now]:
+                del self._entries[k]
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[digest] = (actor, time.monotonic() + self.ttl)
+
+
+# A hash to verify against when the user does not exist, so a wrong name costs the same
+# time as a wrong password (no user enumeration by timing).
+_DUMMY_HASH: str | None = None
+
+
+def _dummy_hash() -> str:
+    global _DUMMY_HASH
+    if _DUMMY_HASH is None:
+        _DUMMY_HASH = hash_password(secrets.token_hex(16))
+    return _DUMMY_HASH
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, cache: BasicCache | None = None) -> None:
+        self.settings = settings
+        self.cache = cache or BasicCache()
+
+    async def authenticate(self, authorization: str | None, pool: asyncpg.Pool) -> Actor:
+        if not authorization:
+            raise Unauthenticated(
+                "authentication required: send 'Authorization: Bearer <token>' or HTTP Basic"
+            )
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer":
+            if not value:
+                raise Unauthenticated("the Bearer token is empty")
+            try:
+                return verify_token(
+                    value,
+                    secret=self.settings.jwt_secret,
+                    public_key=self.settings.jwt_public_key,
+                )
+            except TokenError as exc:
+                raise Unauthenticated(str(exc)) from None
+        if scheme == "basic":
+            return await self._basic(value, pool)
+        raise Unauthenticated("unsupported authorization scheme; use Bearer or Basic")
+
+    async def _basic(self, value: str, pool: asyncpg.Pool) -> Actor:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise Unauthenticated(
+                "the Basic credentials are not valid base64 of name:password"
+            ) from None
+        name, sep, password = decoded.partition(":")
+        if not sep or not name:
+            raise Unauthenticated("the Basic credentials must be name:password")
+        digest = self.cache.digest(name, password)
+        cached = self.cache.get(digest)
+        if cached is not None:
+            return cached
+        row = await pool.fetchrow(
+            "SELECT password_hash, role, display_name, disabled FROM api_users WHERE name = $1",
+            name,
+        )
+        stored = row["password_hash"] if row is not None else _dummy_hash()
+        # argon2 is deliberately slow: keep it off the event loop.
+        ok = await asyncio.to_thread(verify_password, stored, password)
+        if row is None or not ok or row["disabled"]:
+            raise Unauthenticated("wrong user name or password, or the API user is disabled")
+        actor = Actor(id=name, role=row["role"], name=row["display_name"] or name)
+        self.cache.put(digest, actor)
+        return actor
+
+
+def check_policy(actor: Actor, method: str, path: str, opt: dict[str, Any] | None) -> None:
+    """The role table of SPEC section 2, for every route."""
+    if path == AUDIT_PREFIX or path.startswith(AUDIT_PREFIX + "/"):
+        if actor.role not in ("auditor", "admin"):
+            raise Denied("the audit API is for auditors and admins only")
+    if actor.role == "auditor" and method not in SAFE_METHODS:
+        raise Denied("auditors may read everything but change nothing")
+    roles = (opt or {}).get(ROLES_OPT)
+    if roles is not None and actor.role not in roles:
+        raise Denied(
+            f"this needs the role {' or '.join(sorted(roles))}; your token has {actor.role}"
+        )
+
+
+class RateLimiter:
+    """Fixed one-minute windows per principal in Redis; fails open when Redis is down."""
+
+    def __init__(self, per_minute: int, prefix: str = "ticketing:rl") -> None:
+        self.per_minute = per_minute
+        self.prefix = prefix
+        self._last_warning = 0.0
+
+    async def check(self, redis: Any, principal: str) -> None:
+        if self.per_minute <= 0 or redis is None:
+            return
+        now = time.time()
+        window = int(now // 60)
+        key = f"{self.prefix}:{principal}:{window}"
+        try:
+            pipe = redis.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        except Exception:  # Redis down or slow: serve the request rather than refuse it
+            if now - self._last_warning > 10:
+                self._last_warning = now
+                log.warning("rate limiter unavailable (Redis); allowing requests")
+            return
+        if int(count) > self.per_minute:
+            retry_after = max(1, int((window + 1) * 60 - now + 0.999))
+            raise TooManyRequests(retry_after)
+
+
+class AuthMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+    # Decided on the request path (not the handler's), so /health/* and the docs stay open.
+    should_bypass_for_scope = staticmethod(is_public_path)
+
+    def __init__(self, settings: Settings, authenticator: Authenticator | None = None) -> None:
+        self.authenticator = authenticator or Authenticator(settings)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        authorization: str | None = None
+        for k, v in scope.get("headers", ()):
+            if k == b"authorization":
+                authorization = v.decode("latin-1")
+                break
+        state = scope["litestar_app"].state
+        actor = await self.authenticator.authenticate(authorization, state.pool)
+        scope["user"] = actor
+        scope["auth"] = (
+            "basic" if authorization and authorization[:6].lower() == "basic " else "bearer"
+        )
+        await self.limiter.check(getattr(state, "redis", None), f"{actor.role}:{actor.id}")
+        handler = scope.get("route_handler")
+        opt = getattr(handler, "opt", None)
+        check_policy(actor, str(scope.get("method", "GET")), scope["path"], opt)
+        await next_app(scope, receive, send)

@@ -1,0 +1,131 @@
+"""Dependencies every router may ask for by name, and the request → command Context helper.
+
+Registered on the app as ``commands``, ``pool``, ``settings``, ``redis`` and ``actor``;
+a handler just names the parameter (``async def h(commands: CommandService, ...)``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import asyncpg
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.utils.scope.state import ScopeState
+
+from domain.errors import InvalidInput
+from domain.events import Actor
+from services.api.errors import Unauthenticated
+from services.api.middleware import request_id_from_scope, set_projection_lag
+from services.commands import CommandService, Context, fingerprint
+from services.settings import Settings
+
+_ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,10})"\s*$')
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def provide_commands(state: State) -> CommandService:
+    return state.commands  # type: ignore[no-any-return]
+
+
+def provide_pool(state: State) -> asyncpg.Pool:
+    return state.pool
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings  # type: ignore[no-any-return]
+
+
+def provide_redis(state: State) -> Any:
+    return state.redis
+
+
+def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    return current_actor(request)
+
+
+DEPENDENCIES = {
+    "commands": Provide(provide_commands, sync_to_thread=False),
+    "pool": Provide(provide_pool, sync_to_thread=False),
+    "settings": Provide(provide_settings, sync_to_thread=False),
+    "redis": Provide(provide_redis, sync_to_thread=False),
+    "actor": Provide(provide_actor, sync_to_thread=False),
+}
+
+
+def current_actor(request: Request[Any, Any, Any]) -> Actor:
+    user = request.scope.get("user")
+    if not isinstance(user, Actor):  # only on a route the auth middleware skips
+        raise Unauthenticated("authentication required")
+    return user
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``"3"`` or ``W/"3"`` → 3; absent or ``*`` → None; anything else is a client error."""
+    if value is None or value.strip() in ("", "*"):
+        return None
+    m = _ETAG.match(value)
+    if m is None:
+        raise InvalidInput(
+            'If-Match must be an ETag as returned by this API, e.g. "3"', field="If-Match"
+        )
+    return int(m.group(1))
+
+
+def request_body(request: Request[Any, Any, Any]) -> bytes:
+    """The raw body if it was already read (Litestar caches it in the scope), else b''."""
+    body = ScopeState.from_scope(request.scope).body
+    return body if isinstance(body, bytes) else b""
+
+
+def command_context(
+    request: Request[Any, Any, Any],
+    actor: Actor | None = None,
+    dialect: str = "native",
+    body: bytes | None = None,
+) -> Context:
+    """The command Context for this request: actor, request id, idempotency, If-Match.
+
+    The idempotency fingerprint covers method, path and the raw body, so the same key
+    with a different request is refused. Pass ``body`` if you read it yourself;
+    otherwise the body Litestar already parsed is used.
+    """
+    actor = actor or current_actor(request)
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        key = key.strip()
+        if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+            raise InvalidInput(
+                f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
+                field="Idempotency-Key",
+            )
+    raw = body if body is not None else request_body(request)
+    return Context(
+        actor=actor,
+        request_id=request_id_from_scope(request.scope),
+        dialect=dialect,
+        idempotency_key=key or None,
+        request_fingerprint=fingerprint(request.method, request.url.path, raw) if key else None,
+        expected_version=parse_if_match(request.headers.get("if-match")),
+    )
+
+
+async def consistent(request: Request[Any, Any, Any]) -> int | None:
+    """Read-your-writes: wait (bounded) until projections reach the log's head.
+
+    Returns the remaining lag in ms (and stamps ``X-Projection-Lag-Ms`` on the
+    response) when the wait ran out; None when the projections are current.
+    """
+    state = request.app.state
+    try:
+        from projections.consistency import wait_for_projections
+    except ImportError:  # pragma: no cover - projections not installed yet
+        return None
+    lag = await wait_for_projections(state.pool, state.settings.consistency_wait_ms)
+    if lag:
+        lag_ms = int(lag)
+        set_projection_lag(request.scope, lag_ms)
+        return lag_ms
+    return None

@@ -1,0 +1,151 @@
+"""Request ids, structured JSON logs and per-request metrics, for every response.
+
+The request id is taken from ``X-Request-ID`` (when it looks like an id) or generated,
+kept in the ASGI scope and a context variable (so every log line carries it), and
+echoed on every response by a ``before_send`` hook, which also sees responses for
+unknown routes and errors raised by other middleware.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("ticketing.api.access")
+
+REQUEST_ID_HEADER = "x-request-id"
+LAG_HEADER = "x-projection-lag-ms"
+_STATE_ID = "ticketing_request_id"
+_STATE_T0 = "ticketing_t0"
+_STATE_LAG = "ticketing_projection_lag_ms"
+_SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "ticketing_request_id", default=None
+)
+
+
+def _state(scope: Scope | dict[str, Any]) -> dict[str, Any]:
+    state = scope.get("state")
+    if state is None:
+        state = {}
+        scope["state"] = state
+    return state
+
+
+def request_id_from_scope(scope: Scope | dict[str, Any]) -> str:
+    """The request's id: the client's X-Request-ID if it is sane, else a fresh one."""
+    state = _state(scope)
+    rid = state.get(_STATE_ID)
+    if rid is None:
+        for k, v in scope.get("headers", ()):
+            if k == b"x-request-id":
+                candidate = v.decode("latin-1").strip()
+                if _SANE_ID.match(candidate):
+                    rid = candidate
+                break
+        if rid is None:
+            rid = uuid.uuid4().hex
+        state[_STATE_ID] = rid
+    return str(rid)
+
+
+def set_projection_lag(scope: Scope | dict[str, Any], lag_ms: int) -> None:
+    _state(scope)[_STATE_LAG] = lag_ms
+
+
+class RequestContextMiddleware(ASGIMiddleware):
+    """Outermost per-route middleware: binds the request id to the logging context."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        _state(scope)[_STATE_T0] = time.perf_counter()
+        token = request_id_var.set(request_id_from_scope(scope))
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            request_id_var.reset(token)
+
+
+async def before_send(message: Message, scope: Scope) -> None:
+    """Stamp X-Request-ID (and the projection lag) on the response; log and measure it."""
+    if message["type"] != "http.response.start" or str(scope.get("type")) != "http":
+        return
+    state = _state(scope)
+    rid = request_id_from_scope(scope)
+    headers = list(message.get("headers", ()))
+    headers.append((b"x-request-id", rid.encode()))
+    lag = state.get(_STATE_LAG)
+    if lag is not None:
+        headers.append((b"x-projection-lag-ms", str(int(lag)).encode()))
+    message["headers"] = headers
+    status = int(message["status"])
+    route = scope.get("path_template") or "<unmatched>"
+    t0 = state.get(_STATE_T0)
+    elapsed = (time.perf_counter() - t0) if t0 is not None else None
+    app = scope.get("litestar_app")
+    metrics = getattr(getattr(app, "state", None), "metrics", None) if app is not None else None
+    method = str(scope.get("method", ""))
+    if metrics is not None and elapsed is not None:
+        metrics.observe_request(method, route, status, elapsed)
+    user = scope.get("user")
+    fields: dict[str, Any] = {
+        "request_id": rid,
+        "method": method,
+        "route": route,
+        "path": scope.get("path"),  # never the query string: it is not ours to log
+        "status": status,
+    }
+    if elapsed is not None:
+        fields["duration_ms"] = round(elapsed * 1000, 2)
+    if user is not None:
+        fields["actor"] = f"{getattr(user, 'role', '?')}:{getattr(user, 'id', '?')}"
+    log.info("request", extra={"fields": fields})
+
+
+# --- structured logs ---------------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; the request id of the current request on every line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        rid = request_id_var.get()
+        if rid is not None:
+            out["request_id"] = rid
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines on stderr for the service's loggers (idempotent)."""
+    root = logging.getLogger("ticketing")
+    if not any(getattr(h, "_ticketing", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._ticketing = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+        root.propagate = True
+    root.setLevel(level.upper())
