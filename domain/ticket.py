@@ -119,6 +119,17 @@ def is_unresolved(status: Status) -> bool:
 # --- decide ---------------------------------------------------------------------------
 
 
+def check_access(state: Ticket, actor: Actor) -> None:
+    """May this actor command this ticket at all? (Before any version or state check,
+    so a stale If-Match never tells a stranger anything about the ticket.)"""
+    if actor.role == "auditor":
+        raise Forbidden("auditors may read but not change tickets")
+    if actor.role == "system":
+        raise Forbidden("the system actor only records SLA breaches")
+    if not can_read(state, actor):
+        raise NotRequester("customers may act only on tickets they requested")
+
+
 def decide(state: Ticket | None, command: Command) -> list[Event]:
     if isinstance(command, RaiseTicket):
         if state is not None:
@@ -127,14 +138,11 @@ def decide(state: Ticket | None, command: Command) -> list[Event]:
     if state is None:
         raise TicketNotFound("ticket not found")
     actor = command.actor
-    if actor.role == "auditor":
-        raise Forbidden("auditors may read but not change tickets")
     if isinstance(command, RecordSlaBreach):
+        if actor.role == "auditor":
+            raise Forbidden("auditors may read but not change tickets")
         return _sla_breach(state, command)
-    if actor.role == "system":
-        raise Forbidden("the system actor only records SLA breaches")
-    if not can_read(state, actor):
-        raise NotRequester("customers may act only on tickets they requested")
+    check_access(state, actor)
     match command:
         case PostMessage():
             return _message(state, command)
@@ -346,6 +354,8 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
         return None
     r = msgspec.structs.replace
     nxt = state.version + 1
+    # A client-dated event (customer_response) may be older; last activity never goes back.
+    at_latest = max(at, state.updated_at)
     match event:
         case MessagePosted():
             msg = Message(
@@ -361,9 +371,11 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
             clock = state.sla
             if event.author.role in STAFF and event.visibility == "public":
                 clock = sla.meet_first_response(clock, at)
-            return r(state, messages=[*state.messages, msg], sla=clock, updated_at=at, version=nxt)
+            return r(
+                state, messages=[*state.messages, msg], sla=clock, updated_at=at_latest, version=nxt
+            )
         case TicketAssigned():
-            return r(state, assignee=event.assignee, updated_at=at, version=nxt)
+            return r(state, assignee=event.assignee, updated_at=at_latest, version=nxt)
         case StatusChanged():
             return r(
                 state,
@@ -376,7 +388,7 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
                     if is_unresolved(event.status)
                     else state.resolved_at
                 ),
-                updated_at=at,
+                updated_at=at_latest,
                 version=nxt,
             )
         case PriorityChanged():
@@ -384,7 +396,7 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
                 state,
                 priority=event.priority,
                 sla=sla.retarget(state.sla, event.sla),
-                updated_at=at,
+                updated_at=at_latest,
                 version=nxt,
             )
         case TicketClosed():
@@ -396,7 +408,7 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
                 resolution_type=event.resolution_type,
                 resolution_subject=event.resolution_subject,
                 closed_at=at,
-                updated_at=at,
+                updated_at=at_latest,
                 version=nxt,
             )
         case TicketReopened():
@@ -407,12 +419,16 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
                 closed_at=None,
                 resolved_at=None,
                 reopened_count=state.reopened_count + 1,
-                updated_at=at,
+                updated_at=at_latest,
                 version=nxt,
             )
         case TicketRated():
             return r(
-                state, rating=event.rating, rating_comment=event.comment, updated_at=at, version=nxt
+                state,
+                rating=event.rating,
+                rating_comment=event.comment,
+                updated_at=at_latest,
+                version=nxt,
             )
         case SlaBreached():
             flag = (
@@ -425,9 +441,7 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
             assert_never(event)
 
 
-def _clock_for_status(
-    clock: sla.SlaClock, old: Status, new: Status, at: datetime
-) -> sla.SlaClock:
+def _clock_for_status(clock: sla.SlaClock, old: Status, new: Status, at: datetime) -> sla.SlaClock:
     if old in ("resolved", "closed") and is_unresolved(new):
         clock = sla.restart_resolution(clock, at)
     if new == "on_hold":

@@ -65,6 +65,7 @@ MAX_ATTEMPTS = 8
 # instead of failing whoever keeps losing the race.
 OPTIMISTIC_ATTEMPTS = 3
 IDEMPOTENCY_TTL = timedelta(hours=24)
+CLIENT_CLOCK_SKEW = timedelta(minutes=5)  # tolerated lead of a client-supplied time
 
 
 class Waker(Protocol):
@@ -353,12 +354,16 @@ class CommandService:
             if state is None:
                 raise TicketNotFound(f"ticket {ticket_id} not found")
         version = state.version if state is not None else 0
+        now = self.clock()
+        if state is not None and ctx.actor.role != "system":
+            domain.check_access(state, ctx.actor)
+        if ctx.occurred_at is not None:
+            self._check_client_time(ctx.occurred_at, state, now)
         if ctx.expected_version is not None and ctx.expected_version != version:
             raise VersionMismatch(
                 f"the ticket is at version {version}, not {ctx.expected_version}; "
                 "fetch it again and retry"
             )
-        now = self.clock()
         command = make(now)
         names[0] = type(command).__name__
         events = domain.decide(state, command)
@@ -385,6 +390,13 @@ class CommandService:
             ticket = domain.evolve(ticket, e.event, e.occurred_at)
         assert ticket is not None
         return CommandResult(ticket=ticket, events=recorded)
+
+    @staticmethod
+    def _check_client_time(at: datetime, state: domain.Ticket | None, now: datetime) -> None:
+        """A client-supplied time may lie in the past (replies imported from mail keep their
+        date) but not in the future: that would reorder the ticket's history."""
+        if at > now + CLIENT_CLOCK_SKEW:
+            raise InvalidInput("the date lies in the future", field="date")
 
     def _idempotency_record(
         self, ctx: Context, version: int, count: int

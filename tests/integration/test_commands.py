@@ -294,9 +294,9 @@ async def test_metadata_and_client_time_are_stored_and_hash_chained(
         "customer_response",
         "k-meta",
     )
-    assert stored.recorded_at >= stored.occurred_at
     assert stored.position == r.events[0].position and stored.hash == r.events[0].hash
     assert isinstance(stored.event, MessagePosted)
+    assert stored.recorded_at >= stored.occurred_at
     assert verify_chain(events) is None
 
 
@@ -318,3 +318,21 @@ async def test_only_the_system_records_a_breach_once(
     second = await svc.record_sla_breach(Context(actor=SYSTEM), tid, target="first_response")
     assert second.events == []
     assert await event_count(fresh_pool) == 2
+
+
+async def test_a_client_time_in_the_future_is_refused_and_a_past_one_keeps_updated_at(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    before = await fresh_pool.fetchval("SELECT count(*) FROM events")
+    with pytest.raises(InvalidInput):
+        await svc.post_message(
+            Context(actor=CUSTOMER, occurred_at=datetime.now(UTC) + timedelta(days=1)),
+            tid,
+            body="from the future",
+        )
+    assert await fresh_pool.fetchval("SELECT count(*) FROM events") == before
+    past = datetime(2014, 7, 14, 12, 34, tzinfo=UTC)
+    r = await svc.post_message(Context(actor=CUSTOMER, occurred_at=past), tid, body="old mail")
+    assert r.ticket.messages[-1].created_at == past
+    assert r.ticket.updated_at > past  # last activity never moves backwards

@@ -1,0 +1,115 @@
+"""Read-your-writes for queries (SPEC section 6) and projection lag for operators.
+
+A query first records the log head, then waits (bounded) until every projection's
+checkpoint has reached it in commit-safe order ``(transaction_id, position)``; past the
+bound it is answered anyway and the caller sets ``X-Projection-Lag-Ms``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from projections.runner import PROJECTIONS
+from services.eventstore import EventStore
+
+# The projections' checkpoint is the smallest (transaction_id, position) pair among them.
+_CHECKPOINT_SQL = """
+SELECT transaction_id, position, count(*) OVER () AS n FROM projection_checkpoints
+WHERE name = ANY($1::text[])
+ORDER BY transaction_id, position
+LIMIT 1
+"""
+
+_OLDEST_UNAPPLIED = """
+SELECT recorded_at FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+ORDER BY transaction_id, position
+LIMIT 1
+"""
+
+_BEHIND = """
+SELECT count(*) FROM (
+    SELECT 1 FROM events
+    WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+    LIMIT $3
+) behind
+"""
+
+EVENTS_BEHIND_CAP = 1_000_000
+
+
+async def projections_checkpoint(
+    runner: asyncpg.Pool | asyncpg.Connection,
+) -> tuple[int, int]:
+    """The checkpoint every projection has reached (the smallest); (0, 0) if any is missing."""
+    names = [p.NAME for p in PROJECTIONS]
+    row = await runner.fetchrow(_CHECKPOINT_SQL, names)
+    if row is None or row["n"] < len(names):
+        return (0, 0)
+    return (int(row["transaction_id"]), int(row["position"]))
+
+
+async def _lag_ms(pool: asyncpg.Pool, checkpoint: tuple[int, int]) -> int:
+    """Age of the oldest committed event not yet applied (at least 1 ms when behind)."""
+    recorded = await pool.fetchval(_OLDEST_UNAPPLIED, checkpoint[0], checkpoint[1])
+    if recorded is None:
+        return 0
+    return max(1, int((datetime.now(UTC) - recorded).total_seconds() * 1000))
+
+
+async def wait_for_projections(pool: asyncpg.Pool, wait_ms: int) -> int | None:
+    """Wait until projections include every event committed before this call.
+
+    Returns None when they have; otherwise, after ``wait_ms``, the lag in milliseconds
+    (for ``X-Projection-Lag-Ms``).
+    """
+    head = await EventStore(pool).head()
+    if head == (0, 0):
+        return None
+    deadline = time.monotonic() + max(0, wait_ms) / 1000
+    delay = 0.002
+    while True:
+        checkpoint = await projections_checkpoint(pool)
+        if checkpoint >= head:
+            return None
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return await _lag_ms(pool, checkpoint) or 1
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.05)
+
+
+async def projection_lag(pool: asyncpg.Pool) -> dict[str, Any]:
+    """Events and milliseconds the projections are behind the log, for readiness/metrics.
+
+    ``events_behind`` counts committed events past the checkpoint (capped at
+    EVENTS_BEHIND_CAP); ``ms_behind`` is the age of the oldest of them (0 when caught up).
+    """
+    store = EventStore(pool)
+    head = await store.head()
+    names = [p.NAME for p in PROJECTIONS]
+    rows = await pool.fetch(
+        "SELECT name, transaction_id, position, updated_at FROM projection_checkpoints "
+        "WHERE name = ANY($1::text[])",
+        names,
+    )
+    per: dict[str, Any] = {}
+    for r in rows:
+        per[r["name"]] = {"position": r["position"], "updated_at": r["updated_at"]}
+    checkpoint = await projections_checkpoint(pool)
+    behind = 0
+    if checkpoint < head:
+        behind = int(await pool.fetchval(_BEHIND, checkpoint[0], checkpoint[1], EVENTS_BEHIND_CAP))
+    ms = await _lag_ms(pool, checkpoint) if behind else 0
+    return {
+        "events_behind": behind,
+        "ms_behind": ms,
+        "head_position": head[1],
+        "checkpoint_position": checkpoint[1],
+        "projections": per,
+    }

@@ -1,0 +1,231 @@
+"""Workers: arq settings, wake-ups through Redis, crashes and several workers at once."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+
+import asyncpg
+import pytest
+from arq.worker import Worker
+from proj_helpers import (
+    CUSTOMERS,
+    ProjWorker,
+    proj_assert_equals_fold,
+    proj_drive,
+    proj_wait_until,
+)
+
+from projections.consistency import projections_checkpoint, wait_for_projections
+from services.commands import CommandService, Context
+from services.eventstore import EventStore
+from services.settings import load_settings
+from workers import main as worker_main
+from workers.codec import job_deserializer, job_serializer
+from workers.waker import RedisWaker
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+def test_worker_settings_are_all_real_arq_settings() -> None:
+    known = set(inspect.signature(Worker).parameters)
+    ours = {k for k in vars(worker_main.WorkerSettings) if not k.startswith("_")}
+    assert ours - known == set(), "arq would silently ignore these"
+    assert worker_main.WorkerSettings.functions is worker_main.functions
+    assert worker_main.WorkerSettings.cron_jobs is worker_main.cron_jobs
+    names = {f.name for f in worker_main.functions} | {c.name for c in worker_main.cron_jobs}
+    assert {"project", "catch_up"} <= names
+    assert worker_main.WorkerSettings.job_serializer is job_serializer
+    worker = worker_main.make_worker(
+        load_settings({"TICKETING_REDIS_URL": "unix:///tmp/x.sock"}), handle_signals=False
+    )
+    assert worker.job_serializer is job_serializer
+    assert worker.job_deserializer is job_deserializer
+    assert worker.poll_delay_s == worker_main.WorkerSettings.poll_delay
+    assert worker.redis_settings is not None
+    assert worker.redis_settings.unix_socket_path == "/tmp/x.sock"
+
+
+def test_jobs_round_trip_through_msgpack_and_exceptions_do_not_break_results() -> None:
+    job = {"t": 1, "f": "project", "a": [], "k": {}, "et": 123}
+    assert job_deserializer(job_serializer(job)) == job
+    result = job_deserializer(job_serializer({"r": ValueError("boom"), "s": False}))
+    assert "boom" in result["r"]
+
+
+async def _wait_caught_up(pool: asyncpg.Pool, what: str) -> None:
+    head = await EventStore(pool).head()
+
+    async def check() -> bool:
+        return await projections_checkpoint(pool) >= head
+
+    await proj_wait_until(check, what)
+
+
+async def test_commands_succeed_with_redis_unreachable_and_a_later_worker_catches_up(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str, settings, servers, proj_queue, proj_workers
+) -> None:
+    waker = RedisWaker(UNREACHABLE_REDIS, timeout_s=0.1)
+    service = CommandService(fresh_pool, settings.sla_policy, waker=waker)
+    try:
+        await proj_drive(service, 15, steps=5)
+        await waker.flush()
+        assert waker.failures >= 1 and waker.sent == 0
+    finally:
+        await waker.close()
+    assert await fresh_pool.fetchval("SELECT count(*) FROM events") > 15
+    assert await wait_for_projections(fresh_pool, 0) is not None  # nothing applied yet
+    proj_workers.append(ProjWorker(fresh_dsn, servers.redis_url, proj_queue))
+    await _wait_caught_up(fresh_pool, "a worker started after the outage to catch up")
+    await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_a_wake_up_enqueues_one_deferred_project_job_per_slice(
+    servers, proj_queue: str, redis_client
+) -> None:
+    waker = RedisWaker(servers.redis_url, queue_name=proj_queue, slice_s=3600)
+    try:
+        for _ in range(5):
+            await waker.wake([])
+            await waker.flush()
+        jobs = await waker.redis.queued_jobs()
+        assert [j.function for j in jobs] == ["project"]
+        assert waker.sent == 1 and waker.failures == 0
+    finally:
+        await redis_client.delete(proj_queue)
+        for key in await redis_client.keys(f"arq:job:{proj_queue}:*"):
+            await redis_client.delete(key)
+        await waker.close()
+
+
+async def test_a_worker_woken_through_redis_keeps_read_models_equal_to_the_fold(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str, settings, servers, proj_queue, proj_workers
+) -> None:
+    proj_workers.append(ProjWorker(fresh_dsn, servers.redis_url, proj_queue))
+    waker = RedisWaker(servers.redis_url, queue_name=proj_queue)
+    service = CommandService(fresh_pool, settings.sla_policy, waker=waker)
+    try:
+        await proj_drive(service, 20, steps=6, seed=21)
+        await waker.flush()
+        assert waker.sent >= 1
+    finally:
+        await waker.close()
+    await _wait_caught_up(fresh_pool, "the woken worker to apply every event")
+    await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_a_worker_killed_mid_batch_and_restarted_converges_without_duplicates(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str, proj_service, servers, proj_queue, proj_workers
+) -> None:
+    first = ProjWorker(fresh_dsn, servers.redis_url, proj_queue, batch_size=20)
+    proj_workers.append(first)
+    await proj_drive(proj_service, 20, steps=6, seed=1)
+    await _wait_caught_up(fresh_pool, "the first worker to apply the first events")
+    committed = await projections_checkpoint(fresh_pool)
+    async with fresh_pool.acquire() as blocker:
+        tx = blocker.transaction()
+        await tx.start()
+        # writes to ticket_logs now wait: the worker's next batch stops half done,
+        # after its summaries and messages, before its logs and checkpoint
+        await blocker.execute("LOCK TABLE ticket_logs IN SHARE MODE")
+        await proj_drive(proj_service, 20, steps=6, seed=2)
+
+        async def blocked() -> bool:
+            return bool(
+                await fresh_pool.fetchval(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'ticket_logs' AND NOT l.granted"
+                )
+            )
+
+        await proj_wait_until(blocked, "the worker to block in the middle of a batch")
+        first.kill()
+        await tx.rollback()
+    assert await projections_checkpoint(fresh_pool) == committed
+    await proj_drive(proj_service, 10, steps=4, seed=3)
+    proj_workers.append(ProjWorker(fresh_dsn, servers.redis_url, proj_queue, batch_size=20))
+    await _wait_caught_up(fresh_pool, "the restarted worker to converge")
+    await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_two_workers_at_once_apply_every_event_exactly_once(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str, settings, servers, proj_queue, proj_workers
+) -> None:
+    for _ in range(2):
+        proj_workers.append(ProjWorker(fresh_dsn, servers.redis_url, proj_queue, batch_size=5))
+    waker = RedisWaker(servers.redis_url, queue_name=proj_queue)
+    service = CommandService(fresh_pool, settings.sla_policy, waker=waker)
+    try:
+        await asyncio.gather(*(proj_drive(service, 12, steps=6, seed=s) for s in range(4)))
+    finally:
+        await waker.close()
+    await _wait_caught_up(fresh_pool, "two workers to apply every event")
+    assert all(w.proc.poll() is None for w in proj_workers), "a worker died"
+    await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_run_async_serves_wake_ups_inside_an_existing_event_loop(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str, settings, servers, proj_queue
+) -> None:
+    worker_settings = load_settings(
+        {"TICKETING_DATABASE_URL": fresh_dsn, "TICKETING_REDIS_URL": servers.redis_url}
+    )
+    task = asyncio.create_task(worker_main.run_async(worker_settings, queue_name=proj_queue))
+    waker = RedisWaker(servers.redis_url, queue_name=proj_queue)
+    service = CommandService(fresh_pool, settings.sla_policy, waker=waker)
+    try:
+        raised = await service.raise_ticket(
+            Context(actor=CUSTOMERS[0]), subject="in-process", description="dev mode", category_id=1
+        )
+        await _wait_caught_up(fresh_pool, "the in-process worker to apply the event")
+        assert (
+            await fresh_pool.fetchval(
+                "SELECT subject FROM ticket_summaries WHERE id = $1", raised.ticket.id
+            )
+            == "in-process"
+        )
+    finally:
+        await waker.close()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_read_your_writes_waits_for_the_runner_and_reports_lag_otherwise(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    from projections.consistency import projection_lag
+    from projections.runner import catch_up
+
+    assert await wait_for_projections(fresh_pool, 0) is None  # empty log
+    await proj_drive(proj_service, 3, steps=2)
+    lag = await wait_for_projections(fresh_pool, 20)  # no runner: it must give up
+    assert lag is not None and lag >= 1
+    health = await projection_lag(fresh_pool)
+    assert health["events_behind"] >= 3 and health["ms_behind"] >= 1
+
+    stop = asyncio.Event()
+
+    async def runner() -> None:
+        while not stop.is_set():
+            await catch_up(fresh_pool)
+            await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(runner())
+    try:
+        raised = await proj_service.raise_ticket(
+            Context(actor=CUSTOMERS[2]), subject="read me", description="now", category_id=3
+        )
+        assert await wait_for_projections(fresh_pool, 60_000) is None
+        # acknowledged before the query began, so the list shows it
+        assert (
+            await fresh_pool.fetchval(
+                "SELECT count(*) FROM ticket_summaries WHERE id = $1", raised.ticket.id
+            )
+            == 1
+        )
+    finally:
+        stop.set()
+        await task
+    health = await projection_lag(fresh_pool)
+    assert health["events_behind"] == 0 and health["ms_behind"] == 0

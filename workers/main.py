@@ -1,0 +1,167 @@
+"""The arq worker: projection catch-up on wake-ups and every second (``ticketing worker``).
+
+``functions`` and ``cron_jobs`` are module-level lists so other jobs (the SLA sweep)
+register by appending to them. Jobs and results are msgpack (msgspec), never pickle.
+Run it directly with ``python -m workers.main [--queue NAME] [--batch-size N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from arq import cron, func
+from arq.connections import RedisSettings
+from arq.cron import CronJob
+from arq.worker import Function, Worker, create_worker
+
+from projections.runner import DEFAULT_BATCH, catch_up
+from services.commands import CommandService
+from services.db import create_pool
+from services.settings import Settings, SettingsError, load_settings
+from workers.codec import QUEUE_NAME, job_deserializer, job_serializer
+from workers.sla import SWEEP_TIMEOUT_S, sla_sweep, sla_sweep_tick
+
+log = logging.getLogger("ticketing.worker")
+
+# a single job run stops after this many batches; the next wake-up or tick continues
+MAX_BATCHES_PER_JOB = 400
+
+
+async def project(ctx: dict[str, Any]) -> int:
+    """Catch the read models up from their checkpoint; returns events applied."""
+    return await catch_up(
+        ctx["pool"], ctx.get("batch_size", DEFAULT_BATCH), max_batches=MAX_BATCHES_PER_JOB
+    )
+
+
+async def catch_up_tick(ctx: dict[str, Any]) -> int:
+    """The periodic catch-up: nothing depends on a wake-up arriving."""
+    return await project(ctx)
+
+
+functions: list[Function] = [func(project, name="project", keep_result=0, timeout=300, max_tries=1)]
+cron_jobs: list[CronJob] = [
+    cron(
+        catch_up_tick,
+        name="catch_up",
+        second=set(range(60)),
+        run_at_startup=True,
+        unique=True,
+        keep_result=0,
+        timeout=300,
+        max_tries=1,
+    )
+]
+
+# The SLA sweep (workers/sla.py): a one-second tick gated in Redis to one sweep per
+# TICKETING_SLA_SWEEP_SECONDS across all workers; ``sla_sweep`` can also be enqueued.
+functions.append(
+    func(sla_sweep, name="sla_sweep", keep_result=0, timeout=SWEEP_TIMEOUT_S, max_tries=1)
+)
+cron_jobs.append(
+    cron(
+        sla_sweep_tick,
+        name="sla_sweep_tick",
+        second=set(range(60)),
+        unique=True,
+        keep_result=0,
+        timeout=SWEEP_TIMEOUT_S,
+        max_tries=1,
+    )
+)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx.get("settings") or load_settings()
+    ctx["settings"] = settings
+    if not settings.database_url:
+        raise SettingsError("TICKETING_DATABASE_URL is required to run the worker")
+    ctx["pool"] = await create_pool(
+        settings.database_url, min_size=1, max_size=max(2, settings.pool_max_size)
+    )
+    ctx["commands"] = CommandService(ctx["pool"], settings.sla_policy)
+    log.info("worker started")
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    pool = ctx.pop("pool", None)
+    if pool is not None:
+        await pool.close()
+
+
+class WorkerSettings:
+    """arq reads these by name (a misspelt one is silently ignored: tests check them)."""
+
+    functions = functions
+    cron_jobs = cron_jobs
+    on_startup = startup
+    on_shutdown = shutdown
+    job_serializer = job_serializer
+    job_deserializer = job_deserializer
+    queue_name = QUEUE_NAME
+    poll_delay = 0.05  # wake-ups are deferred to 20 ms slices; poll often enough to matter
+    max_jobs = 10
+    job_timeout = 300
+    keep_result = 0
+    max_tries = 3
+    health_check_interval = 10
+
+
+def make_worker(
+    settings: Settings,
+    *,
+    queue_name: str | None = None,
+    batch_size: int | None = None,
+    handle_signals: bool = True,
+) -> Worker:
+    if not settings.redis_url:
+        raise SettingsError("TICKETING_REDIS_URL is required to run the worker")
+    ctx: dict[str, Any] = {"settings": settings}
+    if batch_size is not None:
+        ctx["batch_size"] = batch_size
+    return create_worker(
+        WorkerSettings,  # type: ignore[arg-type]  # arq's Protocol wants class attributes typed
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        queue_name=queue_name or QUEUE_NAME,
+        ctx=ctx,
+        handle_signals=handle_signals,
+    )
+
+
+def run(
+    settings: Settings, *, queue_name: str | None = None, batch_size: int | None = None
+) -> None:
+    """Run the worker in the foreground until SIGINT/SIGTERM (``ticketing worker``)."""
+    make_worker(settings, queue_name=queue_name, batch_size=batch_size).run()
+
+
+async def run_async(
+    settings: Settings, *, queue_name: str | None = None, batch_size: int | None = None
+) -> None:
+    """Run the worker inside the running event loop until cancelled (``ticketing dev``)."""
+    worker = make_worker(
+        settings, queue_name=queue_name, batch_size=batch_size, handle_signals=False
+    )
+    try:
+        await worker.async_run()
+    finally:
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await worker.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workers.main", description=__doc__)
+    parser.add_argument("--queue", default=None, help=f"arq queue name (default {QUEUE_NAME})")
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    run(settings, queue_name=args.queue, batch_size=args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
