@@ -94,7 +94,7 @@ async def _api_user_disable(dsn: str, name: str) -> bool:
         )
     finally:
         await conn.close()
-    return status.endswith(" 1")
+    return bool(status.endswith(" 1"))
 
 
 def cmd_api_user(settings: Settings, args: argparse.Namespace) -> int:

