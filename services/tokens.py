@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -10,6 +11,7 @@ import jwt
 from domain.events import Actor
 
 ROLES = ("customer", "agent", "admin", "auditor")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class TokenError(Exception):
@@ -48,6 +50,9 @@ def verify_token(token: str, *, secret: str | None, public_key: str | None) -> A
     sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
     if not isinstance(sub, str) or not sub:
         raise TokenError("the token's sub claim must be a non-empty string")
+    for claim, value in (("sub", sub), ("name", name)):
+        if isinstance(value, str) and _CONTROL.search(value):
+            raise TokenError(f"the token's {claim} claim contains control characters")
     if role not in ROLES:
         raise TokenError(f"the token's role claim must be one of {', '.join(ROLES)}")
     return Actor(id=sub, role=role, name=name if isinstance(name, str) else None)

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -49,7 +50,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 AUDIT_PREFIX = "/v1/audit"
 BASIC_CACHE_TTL_S = 30.0
 BASIC_CACHE_MAX = 10_000
+TOKEN_CACHE_MAX = 10_000
 ROLES_OPT = "roles"
+READ_OPT = "read_only"  # handler opt: a POST that only reads (auditors may send it)
 
 
 def allow(*roles: str) -> dict[str, Any]:
@@ -92,6 +95,56 @@ class BasicCache:
         self._entries[digest] = (actor, time.monotonic() + self.ttl)
 
 
+class TokenCache:
+    """Verified Bearer tokens, so a client's every request does not re-verify the same JWT.
+
+    Keyed by the whole token (signature included): a different or tampered token is a
+    miss. An entry is only served while the token's own ``exp`` lies in the future, so
+    expiry is enforced exactly as on a fresh verification; failures are never cached.
+    """
+
+    def __init__(self, max_entries: int = TOKEN_CACHE_MAX) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Actor, float]] = {}
+
+    def get(self, token: str) -> Actor | None:
+        hit = self._entries.get(token)
+        if hit is None:
+            return None
+        actor, exp = hit
+        if exp <= time.time():
+            self._entries.pop(token, None)
+            return None
+        return actor
+
+    def put(self, token: str, actor: Actor, exp: float) -> None:
+        if len(self._entries) >= self.max_entries:
+            now = time.time()
+            for k in [k for k, (_, e) in self._entries.items() if e <= now]:
+                del self._entries[k]
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[token] = (actor, exp)
+
+
+class _Exp(msgspec.Struct):
+    exp: float
+
+
+_exp_decoder = msgspec.json.Decoder(_Exp)
+
+
+def _verified_exp(token: str) -> float | None:
+    """The ``exp`` claim of a token ``verify_token`` has just accepted (None: do not cache)."""
+    try:
+        payload = token.split(".")[1]
+        return _exp_decoder.decode(
+            base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+        ).exp
+    except (IndexError, ValueError, binascii.Error, msgspec.DecodeError):
+        return None
+
+
 # A hash to verify against when the user does not exist, so a wrong name costs the same
 # time as a wrong password (no user enumeration by timing).
 _DUMMY_HASH: str | None = None
@@ -105,9 +158,15 @@ def _dummy_hash() -> str:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings, cache: BasicCache | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: BasicCache | None = None,
+        token_cache: TokenCache | None = None,
+    ) -> None:
         self.settings = settings
         self.cache = cache or BasicCache()
+        self.tokens = token_cache or TokenCache()
 
     async def authenticate(self, authorization: str | None, pool: asyncpg.Pool) -> Actor:
         if not authorization:
@@ -120,14 +179,21 @@ class Authenticator:
         if scheme == "bearer":
             if not value:
                 raise Unauthenticated("the Bearer token is empty")
+            cached = self.tokens.get(value)
+            if cached is not None:
+                return cached
             try:
-                return verify_token(
+                actor = verify_token(
                     value,
                     secret=self.settings.jwt_secret,
                     public_key=self.settings.jwt_public_key,
                 )
             except TokenError as exc:
                 raise Unauthenticated(str(exc)) from None
+            exp = _verified_exp(value)
+            if exp is not None:
+                self.tokens.put(value, actor, exp)
+            return actor
         if scheme == "basic":
             return await self._basic(value, pool)
         raise Unauthenticated("unsupported authorization scheme; use Bearer or Basic")
@@ -165,7 +231,7 @@ def check_policy(actor: Actor, method: str, path: str, opt: dict[str, Any] | Non
     if path == AUDIT_PREFIX or path.startswith(AUDIT_PREFIX + "/"):
         if actor.role not in ("auditor", "admin"):
             raise Denied("the audit API is for auditors and admins only")
-    if actor.role == "auditor" and method not in SAFE_METHODS:
+    if actor.role == "auditor" and method not in SAFE_METHODS and not (opt or {}).get(READ_OPT):
         raise Denied("auditors may read everything but change nothing")
     roles = (opt or {}).get(ROLES_OPT)
     if roles is not None and actor.role not in roles:

@@ -8,10 +8,12 @@ at import time; the native renderer (problem+json, RFC 9457) answers everything 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -180,6 +182,28 @@ def _slug(exc: DomainError) -> str:
     return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
+_BAD_TEXT = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]+)`$")
+
+
+def _field_error(field: str, message: str) -> dict[str, str]:
+    """Name the field the client got wrong (msgspec reports object-level errors on the
+    object: ``data: Object missing required field `reason``` becomes ``reason``)."""
+    if field == "data" and message in ("'data'", "data"):
+        # Litestar's way of saying the handler's body was never sent.
+        return {"field": "body", "message": "the request has no body; send a JSON object"}
+    parent = "" if field in ("data", "body") else field + "."
+    if m := _MISSING_FIELD.match(message):
+        return {"field": parent + m.group(1), "message": "this field is required"}
+    if m := _UNKNOWN_FIELD.match(message):
+        return {"field": parent + m.group(1), "message": "this field is not accepted here"}
+    return {"field": field, "message": message}
+
+
 def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
     errors: list[dict[str, str]] = []
     extra = exc.extra
@@ -187,7 +211,7 @@ def _validation_errors(exc: ValidationException) -> list[dict[str, str]]:
         for item in extra:
             if isinstance(item, dict):
                 field = item.get("key") or item.get("source") or "body"
-                errors.append({"field": str(field), "message": str(item.get("message", ""))})
+                errors.append(_field_error(str(field), str(item.get("message", ""))))
     elif isinstance(extra, dict):
         for k, v in extra.items():
             errors.append({"field": str(k), "message": str(v)})
@@ -208,6 +232,12 @@ def classify(exc: Exception, dialect: str) -> tuple[int, str, dict[str, Any], di
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
         message = f"the request is not valid: {summary}"
         return status, message, {"code": "invalid", "errors": errors}, {}
+    if isinstance(exc, _BAD_TEXT):
+        # A NUL (or bytes PostgreSQL cannot store) in a path, query or field that no
+        # handler checked: the client's input is at fault, not the server.
+        status = 422 if dialect == "native" else 400
+        message = "the request contains a NUL or other character that cannot be stored"
+        return status, message, {"code": "invalid"}, {}
     if isinstance(exc, HTTPException):
         status = exc.status_code
         if status == 400 and dialect == "native":

@@ -18,6 +18,9 @@ from services.api.auth import allow
 
 log = logging.getLogger("ticketing.api.metrics")
 
+# Litestar appends "; charset=utf-8" to text/* itself; a second one makes the header
+# unparseable (Prometheus 3 refuses such a scrape).
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.replace("; charset=utf-8", "")
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -98,11 +101,11 @@ def lag_of(value: Any) -> tuple[float, float]:
     include_in_schema=True,
     tags=["operations"],
     summary="Prometheus metrics (admin or auditor)",
-    media_type=CONTENT_TYPE_LATEST,
+    media_type=METRICS_MEDIA_TYPE,
 )
 async def metrics_endpoint(request: Request[Any, Any, Any]) -> Response[bytes]:
     metrics: ApiMetrics = request.app.state.metrics
     await metrics.refresh(request.app.state.pool)
     return Response(
-        content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST, status_code=200
+        content=generate_latest(metrics.registry), media_type=METRICS_MEDIA_TYPE, status_code=200
     )

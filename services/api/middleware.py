@@ -100,6 +100,8 @@ async def before_send(message: Message, scope: Scope) -> None:
     method = str(scope.get("method", ""))
     if metrics is not None and elapsed is not None:
         metrics.observe_request(method, route, status, elapsed)
+    if not log.isEnabledFor(logging.INFO):
+        return  # the access log is off (e.g. TICKETING_LOG_LEVEL=WARNING): build nothing
     user = scope.get("user")
     fields: dict[str, Any] = {
         "request_id": rid,

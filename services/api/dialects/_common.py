@@ -7,7 +7,8 @@ domain and is reached through CommandService.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,15 +60,39 @@ async def context(request: Request[Any, Any, Any], dialect: str) -> Context:
     return deps.command_context(request, actor_of(request), dialect, body)
 
 
-def text_field(fields: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+def text_field(
+    fields: Mapping[str, Any], name: str, *, required: bool = False, numeric: bool = False
+) -> str | None:
+    """A text field; ``numeric`` also takes a JSON whole number (ids the seed types Numeric)."""
     value = fields.get(name)
     if value is None or (isinstance(value, str) and value.strip() == "" and not required):
         if required:
             raise InvalidInput(f"{name} is required", field=name)
         return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    if numeric and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string", field=name)
-    return str(value)
+    return value
+
+
+@contextmanager
+def renamed(**names: str) -> Iterator[None]:
+    """Domain errors name the domain's fields (``body``); say the dialect's (``text``).
+
+    ``renamed(body="text")``: an InvalidInput about ``body`` raised inside the block is
+    re-raised about ``text``, so the client reads the name of the field it sent.
+    """
+    try:
+        yield
+    except InvalidInput as exc:
+        new = names.get(exc.field or "")
+        if new is None or exc.field is None:
+            raise
+        message = exc.message
+        if message.startswith(exc.field):
+            message = new + message[len(exc.field) :]
+        raise type(exc)(message, field=new) from None
 
 
 def positive_int(value: Any, name: str, *, prefix: str | None = None) -> int:

@@ -28,6 +28,7 @@ from services.api.dialects._common import (
     load_readable,
     positive_int,
     posted_message,
+    renamed,
     wait_fresh,
 )
 from services.api.errors import register_renderer
@@ -426,13 +427,14 @@ async def add_message(
         body = "Attached: " + ", ".join(a.file_name for a in external)
     if body is None:
         raise InvalidInput("message is required (or at least one attachment)", field="message")
-    result = await commands.post_message(
-        await context(request, DIALECT),
-        n,
-        body=body,
-        body_type="plain",
-        external_attachments=external,
-    )
+    with renamed(body="message"):
+        result = await commands.post_message(
+            await context(request, DIALECT),
+            n,
+            body=body,
+            body_type="plain",
+            external_attachments=external,
+        )
     msg, _ = posted_message(result)
     return ok(
         "Message and attachments added successfully",

@@ -18,6 +18,7 @@ from litestar.enums import HttpMethod
 from domain.errors import Forbidden, InvalidInput
 from domain.events import Actor, Priority, Status
 from domain.ticket import STAFF, Message, Ticket
+from services.api.auth import READ_OPT
 from services.api.dialects._common import (
     actor_of,
     context,
@@ -28,6 +29,7 @@ from services.api.dialects._common import (
     positive_int,
     posted_message,
     read_fields,
+    renamed,
     text_field,
     wait_fresh,
 )
@@ -134,7 +136,7 @@ async def raise_ticket(
     fields = await read_fields(request)
     type_name = text_field(fields, "type", required=True)
     subject = text_field(fields, "subject", required=True)
-    user_id = text_field(fields, "userId", required=True)
+    user_id = text_field(fields, "userId", required=True, numeric=True)
     comments = text_field(fields, "comments", required=True)
     assert type_name is not None and subject is not None and user_id is not None
     assert comments is not None
@@ -144,17 +146,18 @@ async def raise_ticket(
         raise InvalidInput(f"unknown ticket type {type_name!r}; known types: {names}", field="type")
     uid = user_id.strip()
     requester = None if uid == actor.id else Actor(id=uid, role="customer")
-    result = await commands.raise_ticket(
-        await context(request, DIALECT),
-        subject=subject,
-        description=comments,
-        category_id=category.id,
-        priority=_priority(text_field(fields, "priority")),
-        requester=requester,
-        close_immediately=flag(fields.get("closeTicketImmediately"), "closeTicketImmediately"),
-        resolution_type=text_field(fields, "resolutionType"),
-        resolution_subject=text_field(fields, "resolutionSubject"),
-    )
+    with renamed(description="comments"):
+        result = await commands.raise_ticket(
+            await context(request, DIALECT),
+            subject=subject,
+            description=comments,
+            category_id=category.id,
+            priority=_priority(text_field(fields, "priority")),
+            requester=requester,
+            close_immediately=flag(fields.get("closeTicketImmediately"), "closeTicketImmediately"),
+            resolution_type=text_field(fields, "resolutionType"),
+            resolution_subject=text_field(fields, "resolutionSubject"),
+        )
     n = result.ticket.id
     return success(
         f"Your ticket with the ID {n} has been raised. Please wait for the response and "
@@ -198,6 +201,7 @@ class ListReply(msgspec.Struct):
     ],
     http_method=[HttpMethod.GET, HttpMethod.POST],
     status_code=200,
+    opt={READ_OPT: True},  # POST only carries the date filters: auditors may send it
     summary="V2 - Get tickets by status",
     description="Seed 003. userId 0 = all tickets (agents only). status: unresolved, "
     "overdue, duetoday, open, onhold, unassigned, closed (also inprogress, resolved). "
@@ -294,14 +298,15 @@ async def send_message(request: Request[Any, Any, Any], commands: CommandService
         raise Forbidden("customers send messages as user, not admin")
     show = fields.get("showToUser")
     visible = True if show is None or show == "" else flag(show, "showToUser")
-    result = await commands.post_message(
-        await context(request, DIALECT),
-        ticket_id,
-        body=body,
-        body_type="plain",
-        visibility="public" if visible else "internal",
-        as_requester=sender == "user" and actor.role != "customer",
-    )
+    with renamed(body="ticketMessage"):
+        result = await commands.post_message(
+            await context(request, DIALECT),
+            ticket_id,
+            body=body,
+            body_type="plain",
+            visibility="public" if visible else "internal",
+            as_requester=sender == "user" and actor.role != "customer",
+        )
     msg, _ = posted_message(result)
     return success(
         f"The message has been sent to the {sender}",
@@ -400,7 +405,8 @@ async def assign_ticket(request: Request[Any, Any, Any], commands: CommandServic
     n = positive_int(fields.get("ticketId"), "ticketId")
     admin = text_field(fields, "admin", required=True)
     assert admin is not None
-    await commands.assign(await context(request, DIALECT), n, assignee=admin)
+    with renamed(assignee="admin"):
+        await commands.assign(await context(request, DIALECT), n, assignee=admin)
     return success("Admin assigned to the ticket successfully", ticketId=str(n))
 
 
@@ -418,10 +424,11 @@ async def reopen_ticket(request: Request[Any, Any, Any], commands: CommandServic
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
-    _same_user(actor, text_field(fields, "userId"))
+    _same_user(actor, text_field(fields, "userId", numeric=True))
     reason = text_field(fields, "comments", required=True)
     assert reason is not None
-    await commands.reopen(await context(request, DIALECT), n, reason=reason)
+    with renamed(reason="comments"):
+        await commands.reopen(await context(request, DIALECT), n, reason=reason)
     return success("Ticket has been reopened successfully", ticketId=str(n))
 
 
@@ -439,7 +446,7 @@ async def ticket_rating(request: Request[Any, Any, Any], commands: CommandServic
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
-    _same_user(actor, text_field(fields, "userId"))
+    _same_user(actor, text_field(fields, "userId", numeric=True))
     raw = fields.get("ratingValue")
     if raw is None or raw == "":
         raise InvalidInput("ratingValue is required", field="ratingValue")
@@ -449,7 +456,8 @@ async def ticket_rating(request: Request[Any, Any, Any], commands: CommandServic
         rating = None
     if rating is None:
         raise InvalidInput("ratingValue must be 1, 2, 3, 4 or 5", field="ratingValue")
-    await commands.rate(await context(request, DIALECT), n, rating=rating)
+    with renamed(rating="ratingValue"):
+        await commands.rate(await context(request, DIALECT), n, rating=rating)
     return success(
         f"Thanks for your feedback, your rating has been saved for the ticket ID{n}",
         ticketId=str(n),

@@ -25,6 +25,7 @@ from services.api.dialects._common import (
     load_readable,
     positive_int,
     posted_message,
+    renamed,
     wait_fresh,
 )
 from services.api.errors import register_renderer
@@ -221,14 +222,15 @@ async def create_ticket(
         raise InvalidInput("description is required", field="description")
     category_id = positive_int(data.categoryId, "categoryId", prefix="category")
     priority = parse_priority(data.priority) if data.priority else None
-    result = await commands.raise_ticket(
-        await context(request, DIALECT),
-        subject=data.subject,
-        description=data.description,
-        category_id=category_id,
-        priority=priority,
-        attachments=data.attachments,
-    )
+    with renamed(category_id="categoryId"):
+        result = await commands.raise_ticket(
+            await context(request, DIALECT),
+            subject=data.subject,
+            description=data.description,
+            category_id=category_id,
+            priority=priority,
+            attachments=data.attachments,
+        )
     t = result.ticket
     return ok(
         TicketCreated(
@@ -326,13 +328,14 @@ async def add_message(
     n = positive_int(ticketId, "ticketId", prefix="ticket")
     if data.message is None:
         raise InvalidInput("message is required", field="message")
-    result = await commands.post_message(
-        await context(request, DIALECT),
-        n,
-        body=data.message,
-        body_type="plain",
-        attachments=data.attachments,
-    )
+    with renamed(body="message"):
+        result = await commands.post_message(
+            await context(request, DIALECT),
+            n,
+            body=data.message,
+            body_type="plain",
+            attachments=data.attachments,
+        )
     msg, at = posted_message(result)
     return ok(
         MessageAdded(

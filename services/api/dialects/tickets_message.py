@@ -13,6 +13,7 @@ from services.api.dialects._common import (
     iso_z,
     positive_int,
     posted_message,
+    renamed,
 )
 from services.api.errors import register_renderer
 from services.commands import CommandService
@@ -55,9 +56,10 @@ async def add_message(
     ticket_id = positive_int(data.ticketId, "ticketId")
     if data.text is None:
         raise InvalidInput("text is required", field="text")
-    result = await commands.post_message(
-        await context(request, DIALECT), ticket_id, body=data.text, body_type="plain"
-    )
+    with renamed(body="text"):
+        result = await commands.post_message(
+            await context(request, DIALECT), ticket_id, body=data.text, body_type="plain"
+        )
     msg, at = posted_message(result)
     return MessageAdded(
         success=True,
