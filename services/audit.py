@@ -658,5 +658,8 @@ def export_main(
     out: IO[str] | IO[bytes] = sys.stdout,
 ) -> int:
     """``ticketing audit export [--ticket N] [--since T]``: JSON Lines on ``out``."""
-    asyncio.run(export(_dsn(settings), out, ticket, since))
+    written = asyncio.run(export(_dsn(settings), out, ticket, since))
+    if ticket is not None and written == 0 and since is None:
+        print(f"ticketing: ticket {ticket} has no events (no such ticket)", file=sys.stderr)
+        return 1
     return 0

@@ -133,6 +133,9 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
     from workers.main import run
 
+    # arq logs every job at INFO; the projection tick runs each second. Keep warnings.
+    logging.getLogger("arq.worker").setLevel(logging.WARNING)
+
     _require_db(settings)
     if not settings.redis_url:
         raise SettingsError("TICKETING_REDIS_URL is not set")

@@ -255,6 +255,9 @@ async def test_export_cli_writes_to_the_given_stream(
     settings = Settings(database_url=fresh_dsn)
     assert await asyncio.to_thread(audit.export_main, settings, ids[0], None, out) == 0
     assert len(out.getvalue().splitlines()) == 10
+    missing = io.StringIO()
+    assert await asyncio.to_thread(audit.export_main, settings, 10**12, None, missing) == 1
+    assert missing.getvalue() == ""
 
 
 # --- state as of --------------------------------------------------------------------------------
