@@ -35,7 +35,8 @@ async def _apply(
         f"ON CONFLICT ({key}, status) DO UPDATE SET count = {table}.count + EXCLUDED.count",
         rows,
     )
-    await conn.execute(f"DELETE FROM {s}.{table} WHERE count = 0")
+    if any(n < 0 for _, _, n in rows):  # only a decrement can bring a count to zero
+        await conn.execute(f"DELETE FROM {s}.{table} WHERE count = 0")
 
 
 async def apply(conn: asyncpg.Connection, s: str, batch: Batch) -> None:

@@ -120,6 +120,9 @@ COLUMNS = (
     " occurred_at, recorded_at, hash, prev_hash"
 )
 
+_E_COLUMNS = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))
+ID_SEQUENCES = frozenset({"ticket_id_seq", "message_id_seq"})
+
 
 def row_to_event(row: asyncpg.Record) -> RecordedEvent:
     data, meta = row["data"], row["metadata"]
@@ -193,6 +196,24 @@ class EventStore:
         else:
             rows = await self.pool.fetch(sql, stream_id)
         return [row_to_event(r) for r in rows]
+
+    async def read_stream_and_next_id(
+        self, stream_id: int, sequence: str, *, conn: asyncpg.Connection | None = None
+    ) -> tuple[list[RecordedEvent], int]:
+        """``read_stream`` plus ``nextval(sequence)`` in the same round trip.
+
+        For commands that need a fresh id (a message id) and the stream's history anyway.
+        """
+        if sequence not in ID_SEQUENCES:
+            raise ValueError(f"unknown id sequence {sequence!r}")
+        sql = (
+            f"SELECT n.next_id, {_E_COLUMNS} FROM (SELECT nextval('{sequence}') AS next_id) n"
+            " LEFT JOIN events e ON e.stream_id = $1 ORDER BY e.version"
+        )
+        runner = conn if conn is not None else self.pool
+        rows = await runner.fetch(sql, stream_id)
+        events = [row_to_event(r) for r in rows if r["position"] is not None]
+        return events, int(rows[0]["next_id"])
 
     async def append(
         self,
