@@ -39,7 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
-from bench import loadgen, report
+from bench import loadgen, options, report
 from bench.loadgen import HttpConnection, Op, percentile
 from bench.seed import WORDS
 
@@ -872,12 +872,7 @@ def default_out(mode: str) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ticketing bench", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="the under-2-minutes routine run")
-    p.add_argument("--out", type=Path, help="folder for the report (printed at the end)")
-    p.add_argument("--tickets", type=int, help="override the number of seeded tickets/events")
-    p.add_argument("--seconds", type=float, help="override the seconds per HTTP operation")
-    p.add_argument("--workers", type=int, help="API worker processes (default 1)")
-    p.add_argument("--note", default="", help="a note for the report's history section")
+    options.add_arguments(p)
     args = p.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     overrides: dict[str, Any] = {}

@@ -96,6 +96,12 @@ async def wait_for_projections(pool: asyncpg.Pool, wait_ms: int) -> int | None:
         checkpoint = (int(row["cp_xid"]), int(row["cp_pos"]))
     if checkpoint >= head:
         return None
+    return await _wait_until(pool, head, checkpoint, wait_ms)
+
+
+async def _wait_until(
+    pool: asyncpg.Pool, head: tuple[int, int], checkpoint: tuple[int, int], wait_ms: int
+) -> int | None:
     deadline = time.monotonic() + max(0, wait_ms) / 1000
     delay = 0.002
     while True:
@@ -107,6 +113,55 @@ async def wait_for_projections(pool: asyncpg.Pool, wait_ms: int) -> int | None:
         checkpoint = await projections_checkpoint(pool)
         if checkpoint >= head:
             return None
+
+
+# A read-model query and the read-your-writes check in one statement (one snapshot): when
+# the projections have reached the log's head in that snapshot, its rows already include
+# every event committed before the call. ``{query}`` is the caller's SELECT; ``{names}``
+# the parameter holding the projection names.
+_FRESH_SQL = """
+SELECT c.head_xid AS _rw_head_xid, c.head_pos AS _rw_head_pos, c.cp_xid AS _rw_cp_xid,
+       c.cp_pos AS _rw_cp_pos, c.n AS _rw_n, q.*
+FROM ({check}) c
+LEFT JOIN LATERAL ({query}) q ON true
+"""
+
+FRESH_PREFIX = 5  # columns the check puts before the query's own
+_NO_CHECK = (
+    "SELECT NULL::xid8 AS head_xid, NULL::bigint AS head_pos, NULL::xid8 AS cp_xid, "
+    "NULL::bigint AS cp_pos, NULL::bigint AS n"
+)
+
+
+async def fetch_consistent(
+    pool: asyncpg.Pool, query: str, args: list[Any], wait_ms: int
+) -> tuple[list[asyncpg.Record], int | None]:
+    """``pool.fetch(query, *args)`` after read-your-writes, in one round trip when current.
+
+    Returns (rows, lag): each row starts with ``FRESH_PREFIX`` check columns, then the
+    query's own; ``lag`` is None when the projections are current, else the remaining lag
+    in ms after waiting ``wait_ms`` (the rows are then those of a fresh run of the query).
+    """
+    names = [p.NAME for p in PROJECTIONS]
+    check = _HEAD_AND_CHECKPOINT_SQL.replace("$1::text[]", f"${len(args) + 1}::text[]")
+    rows = await pool.fetch(_FRESH_SQL.format(check=check, query=query), *args, names)
+    first = rows[0]
+    if first["_rw_head_xid"] is None:
+        fresh = True  # an empty log
+    else:
+        head = (int(first["_rw_head_xid"]), int(first["_rw_head_pos"]))
+        checkpoint = (0, 0)
+        if first["_rw_n"] is not None and first["_rw_n"] >= len(names):
+            checkpoint = (int(first["_rw_cp_xid"]), int(first["_rw_cp_pos"]))
+        fresh = checkpoint >= head
+    lag = None
+    if not fresh:
+        lag = await _wait_until(pool, head, checkpoint, wait_ms)
+        rows = await pool.fetch(_FRESH_SQL.format(check=_NO_CHECK, query=query), *args)
+    # the query matched nothing: one row of check columns only
+    if len(rows) == 1 and all(v is None for v in list(rows[0].values())[FRESH_PREFIX:]):
+        rows = []
+    return rows, lag
 
 
 async def projection_lag(pool: asyncpg.Pool) -> dict[str, Any]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from projections.runner import Batch
@@ -24,21 +22,38 @@ def rebuild_sql(s: str) -> list[str]:
     ]
 
 
-async def _apply(
-    conn: asyncpg.Connection, s: str, table: str, key: str, deltas: Counter[tuple[object, str]]
-) -> None:
-    rows = [(k, st, n) for (k, st), n in sorted(deltas.items(), key=str) if n]
-    if not rows:
-        return
-    await conn.executemany(
-        f"INSERT INTO {s}.{table} ({key}, status, count) VALUES ($1, $2, $3) "
-        f"ON CONFLICT ({key}, status) DO UPDATE SET count = {table}.count + EXCLUDED.count",
-        rows,
+def _table_cte(s: str, table: str, key: str, key_type: str, first_param: int) -> str:
+    # A count that reaches zero is deleted, every other one upserted; the two sets are
+    # disjoint, so no row is touched twice by the statement.
+    p = first_param
+    src = f"{table}_in"
+    return (
+        f"{src} AS (SELECT * FROM unnest(${p}::{key_type}[], ${p + 1}::text[], ${p + 2}::int[])"
+        f" AS d({key}, status, delta)), "
+        f"{table}_zero AS (SELECT d.{key}, d.status FROM {src} d JOIN {s}.{table} c"
+        f" ON c.{key} = d.{key} AND c.status = d.status WHERE c.count + d.delta = 0), "
+        f"{table}_del AS (DELETE FROM {s}.{table} c USING {table}_zero z"
+        f" WHERE c.{key} = z.{key} AND c.status = z.status), "
+        f"{table}_up AS (INSERT INTO {s}.{table} ({key}, status, count)"
+        f" SELECT d.{key}, d.status, d.delta FROM {src} d WHERE NOT EXISTS (SELECT 1 FROM"
+        f" {table}_zero z WHERE z.{key} = d.{key} AND z.status = d.status)"
+        f" ON CONFLICT ({key}, status) DO UPDATE SET count = {table}.count + EXCLUDED.count)"
     )
-    if any(n < 0 for _, _, n in rows):  # only a decrement can bring a count to zero
-        await conn.execute(f"DELETE FROM {s}.{table} WHERE count = 0")
 
 
-async def apply(conn: asyncpg.Connection, s: str, batch: Batch) -> None:
-    await _apply(conn, s, "category_counts", "category_id", batch.category_deltas)
-    await _apply(conn, s, "agent_counts", "assignee", batch.agent_deltas)
+def upsert_ctes(s: str, first_param: int) -> str:
+    """CTEs applying both tables' deltas (6 parameters from ``$first_param``)."""
+    return (
+        _table_cte(s, "category_counts", "category_id", "bigint", first_param)
+        + ", "
+        + _table_cte(s, "agent_counts", "assignee", "text", first_param + 3)
+    )
+
+
+def _arrays(deltas: Counter[tuple[object, str]]) -> list[list[Any]]:
+    rows = [(k, st, n) for (k, st), n in sorted(deltas.items(), key=str) if n]
+    return [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]]
+
+
+def delta_arrays(batch: Batch) -> list[list[Any]]:
+    return _arrays(batch.category_deltas) + _arrays(batch.agent_deltas)

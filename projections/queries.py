@@ -79,9 +79,7 @@ class LogRow(msgspec.Struct, frozen=True):
     at: datetime
 
 
-TICKET_COLUMNS = ", ".join(
-    f for f in TicketRow.__struct_fields__
-)
+TICKET_COLUMNS = ", ".join(f for f in TicketRow.__struct_fields__)
 LOG_COLUMNS = ", ".join(LogRow.__struct_fields__)
 
 
@@ -136,9 +134,7 @@ def _where(f: TicketFilter, now: datetime, timezone: str, args: list[Any]) -> st
         elif s == "unassigned":
             clauses.append(f"{unresolved} AND assignee IS NULL")
         elif s == "overdue":
-            clauses.append(
-                f"{unresolved} AND NOT sla_paused AND resolution_due_at < {arg(now)}"
-            )
+            clauses.append(f"{unresolved} AND NOT sla_paused AND resolution_due_at < {arg(now)}")
         elif s == "duetoday":
             clauses.append(
                 f"{unresolved} AND resolution_due_at < {arg(end_of_local_day(now, timezone))}"
@@ -167,21 +163,15 @@ def _where(f: TicketFilter, now: datetime, timezone: str, args: list[Any]) -> st
     return " AND ".join(clauses) if clauses else "TRUE"
 
 
-async def list_tickets(
-    pool: asyncpg.Pool,
+def _list_sql(
     f: TicketFilter,
     *,
     limit: int,
-    cursor: str | None = None,
-    offset: int | None = None,
+    cursor: str | None,
+    offset: int | None,
     now: datetime,
     timezone: str,
-) -> tuple[list[TicketRow], str | None]:
-    """Newest first (created_at DESC, id DESC); keyset ``cursor`` or, when given, ``offset``.
-
-    Returns the page and the cursor of the next page (None on the last page).
-    """
-    limit = max(1, min(int(limit), MAX_LIMIT))
+) -> tuple[str, list[Any]]:
     args: list[Any] = []
     where = _where(f, now, timezone, args)
     if offset is None and cursor:
@@ -199,13 +189,58 @@ async def list_tickets(
             raise ValueError("offset must not be negative")
         args.append(offset)
         sql += f" OFFSET ${len(args)}"
-    rows = await pool.fetch(sql, *args)
-    items = [_ticket(r) for r in rows[:limit]]
+    return sql, args
+
+
+def _page(rows: list[TicketRow], limit: int) -> tuple[list[TicketRow], str | None]:
+    items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
         next_cursor = encode_cursor(last.created_at, last.id)
     return items, next_cursor
+
+
+async def list_tickets(
+    pool: asyncpg.Pool,
+    f: TicketFilter,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    offset: int | None = None,
+    now: datetime,
+    timezone: str,
+) -> tuple[list[TicketRow], str | None]:
+    """Newest first (created_at DESC, id DESC); keyset ``cursor`` or, when given, ``offset``.
+
+    Returns the page and the cursor of the next page (None on the last page).
+    """
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    sql, args = _list_sql(f, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone)
+    rows = await pool.fetch(sql, *args)
+    return _page([_ticket(r) for r in rows], limit)
+
+
+async def list_tickets_consistent(
+    pool: asyncpg.Pool,
+    f: TicketFilter,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    now: datetime,
+    timezone: str,
+    wait_ms: int,
+) -> tuple[list[TicketRow], str | None, int | None]:
+    """``list_tickets`` after the read-your-writes wait, in one round trip when the
+    projections are current (``consistency.fetch_consistent``); also returns the lag in
+    ms when the wait ran out (else None)."""
+    from projections.consistency import FRESH_PREFIX, fetch_consistent
+
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    sql, args = _list_sql(f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone)
+    rows, lag = await fetch_consistent(pool, sql, args, wait_ms)
+    items, next_cursor = _page([TicketRow(*r[FRESH_PREFIX:]) for r in rows], limit)
+    return items, next_cursor, lag
 
 
 async def count_tickets(

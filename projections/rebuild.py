@@ -68,9 +68,7 @@ _READER = EventStore(cast(asyncpg.Pool, None))
 def projection_migrations() -> list[tuple[str, str]]:
     folder = resources.files("projections.migrations")
     return sorted(
-        (entry.name, entry.read_text())
-        for entry in folder.iterdir()
-        if entry.name.endswith(".sql")
+        (entry.name, entry.read_text()) for entry in folder.iterdir() if entry.name.endswith(".sql")
     )
 
 
@@ -84,9 +82,7 @@ async def create_schema(conn: asyncpg.Connection, schema: str) -> None:
             await conn.execute(sql)
 
 
-async def _read_batches(
-    dsn: str, out: asyncio.Queue[list[RecordedEvent] | BaseException]
-) -> None:
+async def _read_batches(dsn: str, out: asyncio.Queue[list[RecordedEvent] | BaseException]) -> None:
     """Fetch the log in commit-safe order on a connection of its own (overlaps the fold)."""
     try:
         conn = await _connect(dsn)
@@ -136,9 +132,7 @@ ORDER BY i.indexname
 """
 
 
-async def _drop_secondary_indexes(
-    conn: asyncpg.Connection, schema: str
-) -> list[tuple[str, str]]:
+async def _drop_secondary_indexes(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
     """Drop the indexes that back no constraint; return (table, definition) to recreate.
 
     Loading into bare tables and building each index once afterwards is several times
@@ -289,9 +283,7 @@ def _search_trigger_sql(q: str) -> tuple[str, str, str]:
         f"CREATE TRIGGER rebuild_fill_search BEFORE INSERT ON {q}.ticket_summaries"
         f" FOR EACH ROW EXECUTE FUNCTION {fn}()"
     )
-    drop = (
-        f"DROP TRIGGER rebuild_fill_search ON {q}.ticket_summaries; DROP FUNCTION {fn}()"
-    )
+    drop = f"DROP TRIGGER rebuild_fill_search ON {q}.ticket_summaries; DROP FUNCTION {fn}()"
     return create_fn, create_trigger, drop
 
 

@@ -1,10 +1,12 @@
 """Checkpointed catch-up: apply batches of events to the read models, exactly once.
 
 The read models (``PROJECTIONS``) advance together: one transaction reads the next
-events after their checkpoint (``EventStore.read_all``, commit-safe order), writes the
-rows of every model and moves every checkpoint. A transaction-scoped advisory lock
-lets one runner at a time work on the live schema, so several worker processes never
-apply an event twice; a crash rolls the whole batch back, rows and checkpoint alike.
+events after their checkpoint (commit-safe order, as ``EventStore.read_all``) with the
+stored folds they continue in one statement, then writes the rows of every model and
+moves every checkpoint in one more (each model contributes its CTEs). A
+transaction-scoped advisory lock lets one runner at a time work on the live schema, so
+several worker processes never apply an event twice; a crash rolls the whole batch back,
+rows and checkpoint alike.
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ import asyncpg
 
 from domain.events import MessagePosted
 from projections import counts, logs, messages, tickets
-from projections.fold import Folded, count_keys, decode_state, log_record, message_record, step
-from services.eventstore import EventStore, RecordedEvent
+from projections.fold import (
+    LOG_COLUMNS,
+    MESSAGE_COLUMNS,
+    SUMMARY_COLUMNS,
+    Folded,
+    count_keys,
+    decode_state,
+    log_record,
+    message_record,
+    step,
+)
+from services.eventstore import COLUMNS, EventStore, RecordedEvent, row_to_event
 
 log = logging.getLogger("ticketing.projections")
 
@@ -82,6 +94,13 @@ def fold_batch(events: list[RecordedEvent], loaded: dict[int, Folded]) -> Batch:
     return batch
 
 
+def _checkpoint_diverged(s: str, n: int, distinct: int) -> CheckpointsDiverged:
+    return CheckpointsDiverged(
+        f"projection checkpoints in schema {s} are missing or differ ({n} rows, "
+        f"{distinct} distinct); run `ticketing projections rebuild`"
+    )
+
+
 async def read_checkpoint(conn: asyncpg.Connection, s: str) -> tuple[int, int]:
     names = [p.NAME for p in PROJECTIONS]
     rows = await conn.fetch(
@@ -91,46 +110,128 @@ async def read_checkpoint(conn: asyncpg.Connection, s: str) -> tuple[int, int]:
     )
     points = {(int(r["transaction_id"]), int(r["position"])) for r in rows}
     if len(rows) != len(names) or len(points) != 1:
-        raise CheckpointsDiverged(
-            f"projection checkpoints in schema {s} are missing or differ ({len(rows)} rows, "
-            f"{len(points)} distinct); run `ticketing projections rebuild`"
-        )
+        raise _checkpoint_diverged(s, len(rows), len(points))
     return points.pop()
 
 
-async def load_states(conn: asyncpg.Connection, s: str, ids: list[int]) -> dict[int, Folded]:
-    out: dict[int, Folded] = {}
-    for r in await tickets.load(conn, s, ids):
-        out[r["id"]] = Folded(
+def _read_sql(s: str) -> str:
+    """The checkpoint, the next events after it (commit-safe order, as
+    ``EventStore.read_all``) and the stored fold of every ticket they touch: one round trip.
+
+    Always at least one row (the checkpoint's); the state columns are set on the first
+    event of each ticket only.
+    """
+    return f"""
+WITH cp AS (
+    SELECT count(*) AS n, count(DISTINCT (transaction_id, position)) AS d,
+           (array_agg(transaction_id))[1] AS xid, (array_agg(position))[1] AS pos
+    FROM {s}.projection_checkpoints WHERE name = ANY($1::text[])
+), ev AS (
+    SELECT {COLUMNS} FROM events
+    WHERE (SELECT n = $3 AND d = 1 FROM cp)
+      AND (transaction_id, position) > ((SELECT xid FROM cp), (SELECT pos FROM cp))
+      AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY transaction_id, position
+    LIMIT $2
+), evn AS (
+    SELECT ev.*, row_number() OVER (PARTITION BY stream_id
+                                    ORDER BY transaction_id, position) AS nth
+    FROM ev
+)
+SELECT cp.n AS cp_n, cp.d AS cp_d, evn.*,
+       t.state AS st_state, t.message_count AS st_message_count,
+       t.public_message_count AS st_public_message_count,
+       t.last_activity_at AS st_last_activity_at, t.last_position AS st_last_position
+FROM cp
+LEFT JOIN evn ON true
+LEFT JOIN {s}.ticket_summaries t ON evn.nth = 1 AND t.id = evn.stream_id
+ORDER BY evn.transaction_id, evn.position
+"""
+
+
+async def read_batch(
+    conn: asyncpg.Connection, schema: str, limit: int
+) -> tuple[list[RecordedEvent], dict[int, Folded]]:
+    """The next ``limit`` events after the checkpoint and the loaded folds they continue."""
+    s = quote_ident(schema)
+    names = [p.NAME for p in PROJECTIONS]
+    rows = await conn.fetch(_read_sql(s), names, limit, len(names))
+    head = rows[0]
+    if head["cp_n"] != len(names) or head["cp_d"] != 1:
+        raise _checkpoint_diverged(s, head["cp_n"], head["cp_d"])
+    events: list[RecordedEvent] = []
+    loaded: dict[int, Folded] = {}
+    for r in rows:
+        if r["position"] is None:
+            break
+        events.append(row_to_event(r))
+        if r["st_state"] is not None:
+            loaded[r["stream_id"]] = Folded(
+                ticket=decode_state(r["st_state"]),
+                message_count=r["st_message_count"],
+                public_message_count=r["st_public_message_count"],
+                last_activity_at=r["st_last_activity_at"],
+                last_position=r["st_last_position"],
+            )
+    return events, loaded
+
+
+def _write_sql(s: str) -> str:
+    """Every read model's rows of a batch and the checkpoint move: one statement."""
+    p = 4  # $1-$3: checkpoint xid, position, names
+    msg = messages.insert_cte(s, p)
+    p += len(MESSAGE_COLUMNS)
+    summaries = tickets.upsert_cte(s, p, "msg_in")
+    p += len(SUMMARY_COLUMNS)
+    log_rows = logs.insert_cte(s, p)
+    p += len(LOG_COLUMNS)
+    count_rows = counts.upsert_ctes(s, p)
+    return (
+        f"WITH {msg}, {summaries}, {log_rows}, {count_rows}, "
+        f"cp AS (UPDATE {s}.projection_checkpoints SET transaction_id = $1::xid8, "
+        "position = $2, updated_at = now(), last_error = NULL, failing_position = NULL, "
+        "failing_since = NULL WHERE name = ANY($3::text[]) RETURNING 1) "
+        "SELECT count(*) FROM cp"
+    )
+
+
+async def write_batch(conn: asyncpg.Connection, schema: str, batch: Batch) -> None:
+    """Write one folded batch to ``schema`` and move its checkpoints (inside a transaction)."""
+    s = quote_ident(schema)
+    last = batch.events[-1]
+    names = [p.NAME for p in PROJECTIONS]
+    moved = await conn.fetchval(
+        _write_sql(s),
+        last.transaction_id,
+        last.position,
+        names,
+        *messages.message_arrays(batch),
+        *tickets.summary_arrays(batch),
+        *logs.log_arrays(batch),
+        *counts.delta_arrays(batch),
+    )
+    if moved != len(names):  # pragma: no cover - read_batch checked them in this transaction
+        raise _checkpoint_diverged(s, moved, 0)
+
+
+async def apply_events(conn: asyncpg.Connection, schema: str, events: list[RecordedEvent]) -> None:
+    """Write one batch to ``schema`` and move its checkpoints; call inside a transaction."""
+    s = quote_ident(schema)
+    loaded: dict[int, Folded] = {}
+    ids = sorted({e.stream_id for e in events})
+    for r in await conn.fetch(
+        f"SELECT id, state, message_count, public_message_count, last_activity_at, "
+        f"last_position FROM {s}.ticket_summaries WHERE id = ANY($1::bigint[])",
+        ids,
+    ):
+        loaded[r["id"]] = Folded(
             ticket=decode_state(r["state"]),
             message_count=r["message_count"],
             public_message_count=r["public_message_count"],
             last_activity_at=r["last_activity_at"],
             last_position=r["last_position"],
         )
-    return out
-
-
-async def apply_events(
-    conn: asyncpg.Connection, schema: str, events: list[RecordedEvent]
-) -> None:
-    """Write one batch to ``schema`` and move its checkpoints; call inside a transaction."""
-    s = quote_ident(schema)
-    loaded = await load_states(conn, s, sorted({e.stream_id for e in events}))
-    batch = fold_batch(events, loaded)
-    await tickets.apply(conn, s, batch)
-    await messages.apply(conn, schema, batch)
-    await tickets.apply_search(conn, s, batch)
-    await logs.apply(conn, schema, batch)
-    await counts.apply(conn, s, batch)
-    last = events[-1]
-    await conn.execute(
-        f"UPDATE {s}.projection_checkpoints SET transaction_id = $1::xid8, position = $2, "
-        "updated_at = now() WHERE name = ANY($3::text[])",
-        last.transaction_id,
-        last.position,
-        [p.NAME for p in PROJECTIONS],
-    )
+    await write_batch(conn, schema, fold_batch(events, loaded))
 
 
 async def apply_next_batch(
@@ -141,16 +242,19 @@ async def apply_next_batch(
     lock: bool = True,
 ) -> int | None:
     """One transaction: the next batch after the checkpoint. 0 when caught up, None when
-    another runner holds the lock."""
-    s = quote_ident(schema)
+    another runner holds the lock.
+
+    Four round trips whatever the batch holds: BEGIN, the lock, ``read_batch``,
+    ``write_batch`` + COMMIT. The lock is its own statement so the read's snapshot is
+    taken after it: a runner that just released it has committed and is seen.
+    """
     async with conn.transaction():
         if lock and not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", RUNNER_LOCK):
             return None
-        checkpoint = await read_checkpoint(conn, s)
-        events = await _READER.read_all(after=checkpoint, limit=batch_size, conn=conn)
+        events, loaded = await read_batch(conn, schema, batch_size)
         if not events:
             return 0
-        await apply_events(conn, schema, events)
+        await write_batch(conn, schema, fold_batch(events, loaded))
         return len(events)
 
 
@@ -165,7 +269,17 @@ async def catch_up(
     batches = 0
     async with pool.acquire() as conn:
         while max_batches is None or batches < max_batches:
-            n = await apply_next_batch(conn, batch_size)
+            try:
+                n = await apply_next_batch(conn, batch_size)
+            except CheckpointsDiverged:
+                raise
+            except Exception:
+                # A batch that fails goes on one event at a time: the events before the
+                # failing one are applied, that one is recorded, never skipped (failures.py).
+                from projections.failures import apply_one_or_record
+
+                batch_size = 1
+                n = await apply_one_or_record(conn)
             if not n:
                 break
             applied += n

@@ -29,9 +29,12 @@ from services.settings import Settings
 
 FEED_MAX_LIMIT = 1000
 # Columns that may differ between the live read models and a fresh replay without
-# anything being wrong: bookkeeping times stamped with now() when a checkpoint moves.
+# anything being wrong: bookkeeping times stamped with now() when a checkpoint moves, and
+# the runner's record of an event it cannot apply (projections/failures.py).
 IGNORED_COLUMNS: dict[str, frozenset[str]] = {
-    "projection_checkpoints": frozenset({"updated_at"}),
+    "projection_checkpoints": frozenset(
+        {"updated_at", "last_error", "failing_position", "failing_since"}
+    ),
 }
 MAX_REPORTED = 50  # mismatching rows reported per table
 

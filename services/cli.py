@@ -1,4 +1,5 @@
-"""The `ticketing` command: dev, serve, worker, migrate, token, api-user, projections, audit."""
+"""The `ticketing` command: dev, serve, worker, migrate, token, api-user, projections, audit,
+bench."""
 
 from __future__ import annotations
 
@@ -171,7 +172,14 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_bench(_settings: Settings, args: argparse.Namespace) -> int:
     from bench.run import main as bench_main
 
-    return int(bench_main(["--quick"] if args.quick else []))
+    return int(bench_main(bench_argv(args)))
+
+
+def bench_argv(args: argparse.Namespace) -> list[str]:
+    """What ``ticketing bench`` passes on to ``bench.run.main``: every option it was given."""
+    from bench.options import to_argv
+
+    return to_argv(args)
 
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
@@ -313,8 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--since", help="ISO 8601 time")
     a.set_defaults(func=cmd_audit)
 
-    b = sub.add_parser("bench", help="benchmark suite")
-    b.add_argument("--quick", action="store_true", help="the under-2-minutes routine run")
+    from bench.options import add_arguments as add_bench_arguments
+
+    b = sub.add_parser("bench", help="the benchmark suite (`--quick`: under 2 minutes)")
+    add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
     return p
 

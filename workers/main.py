@@ -132,10 +132,22 @@ def make_worker(
     )
 
 
+def use_uvloop() -> None:
+    """Run on uvloop (as the API does under uvicorn) when it is installed: the worker's
+    per-batch cost is mostly socket I/O on the event loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(None)  # arq's Worker creates its loop from the policy
+
+
 def run(
     settings: Settings, *, queue_name: str | None = None, batch_size: int | None = None
 ) -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM (``ticketing worker``)."""
+    use_uvloop()
     make_worker(settings, queue_name=queue_name, batch_size=batch_size).run()
 
 

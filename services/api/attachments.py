@@ -17,10 +17,11 @@ import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Body
+from litestar.params import Body, FromPath
 
 from domain.errors import Forbidden, InvalidInput
 from domain.events import Actor
@@ -121,7 +122,7 @@ def router_for(settings: Settings) -> Router:
     async def upload(
         request: Request[Any, Any, Any],
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
-        pool: asyncpg.Pool,
+        pool: NamedDependency[asyncpg.Pool],
     ) -> Response[AttachmentOut]:
         out = await _store(pool, data.file, _user(request), limit)
         return Response(out, status_code=201, headers={"Location": f"/v1/attachments/{out.id}"})
@@ -181,7 +182,9 @@ async def may_download(pool: asyncpg.Pool, row: asyncpg.Record, actor: Actor) ->
     },
 )
 async def download(
-    request: Request[Any, Any, Any], attachment_id: str, pool: asyncpg.Pool
+    request: Request[Any, Any, Any],
+    attachment_id: FromPath[str],
+    pool: NamedDependency[asyncpg.Pool],
 ) -> Response[bytes]:
     actor = _user(request)
     row = await pool.fetchrow(

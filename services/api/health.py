@@ -1,20 +1,25 @@
 """Liveness and readiness probes (no authentication).
 
-``/health/ready`` answers 503 only when the database is unreachable: without Redis
-commands still succeed (rate limiting fails open, projections catch up later), so
-Redis trouble and projection lag are reported as ``degraded`` with a 200.
+``/health/ready`` answers 503 when the database is unreachable (``unavailable``) or when
+the read models are stopped at an event they cannot apply (``failing``: the runner keeps
+retrying it and never skips it, see ``projections/failures.py``; the check names the
+event's position, since when and the error). Without Redis commands still succeed (rate
+limiting fails open, projections catch up later), so Redis trouble and projection lag
+are reported as ``degraded`` with a 200.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, Literal
 
+import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get
 from litestar.openapi.datastructures import ResponseSpec
 
-CheckStatus = Literal["ok", "degraded", "unavailable"]
+CheckStatus = Literal["ok", "degraded", "failing", "unavailable"]
 
 
 class Live(msgspec.Struct):
@@ -26,6 +31,9 @@ class Check(msgspec.Struct, omit_defaults=True):
     detail: str | None = None
     events_behind: int | None = None
     lag_ms: int | None = None
+    # projections only, while ``failing``: the event that cannot be applied, and since when
+    failing_position: int | None = None
+    failing_since: datetime | None = None
 
 
 class Ready(msgspec.Struct):
@@ -40,43 +48,70 @@ async def live() -> Live:
     return Live(status="ok")
 
 
-@get(
-    "/ready",
-    summary="Readiness: database, Redis and projection lag",
-    responses={503: ResponseSpec(data_container=Ready, description="the database is unreachable")},
-)
-async def ready(request: Request[Any, Any, Any]) -> Response[Ready]:
-    state = request.app.state
+async def _projections_check(pool: asyncpg.Pool) -> Check:
+    from projections.consistency import projection_lag
+    from projections.failures import projection_failure
+    from services.api.metrics import lag_of
+
+    events, ms = lag_of(await asyncio.wait_for(projection_lag(pool), timeout=2))
+    failure = await asyncio.wait_for(projection_failure(pool), timeout=2)
+    if failure is not None:
+        return Check(
+            status="failing",
+            detail=failure.error,
+            events_behind=int(events),
+            lag_ms=int(ms),
+            failing_position=failure.position,
+            failing_since=failure.since,
+        )
+    degraded = ms > 10_000
+    return Check(status="degraded" if degraded else "ok", events_behind=int(events), lag_ms=int(ms))
+
+
+async def readiness(pool: asyncpg.Pool, redis: Any) -> tuple[Ready, int]:
+    """The readiness report and its HTTP status (what ``GET /health/ready`` answers)."""
     database = Check(status="ok")
     try:
-        await asyncio.wait_for(state.pool.fetchval("SELECT 1"), timeout=2)
+        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout=2)
     except Exception as exc:
         database = Check(status="unavailable", detail=type(exc).__name__)
-    redis = Check(status="ok")
+    redis_check = Check(status="ok")
     try:
-        await asyncio.wait_for(state.redis.ping(), timeout=1)
+        await asyncio.wait_for(redis.ping(), timeout=1)
     except Exception as exc:
-        redis = Check(status="degraded", detail=type(exc).__name__)
+        redis_check = Check(status="degraded", detail=type(exc).__name__)
     projections = Check(status="ok")
     if database.status == "ok":
         try:
-            from projections.consistency import projection_lag
-            from services.api.metrics import lag_of
-
-            events, ms = lag_of(await asyncio.wait_for(projection_lag(state.pool), timeout=2))
-            degraded = ms > 10_000
-            projections = Check(
-                status="degraded" if degraded else "ok", events_behind=int(events), lag_ms=int(ms)
-            )
+            projections = await _projections_check(pool)
         except Exception as exc:
             projections = Check(status="degraded", detail=type(exc).__name__)
     overall: CheckStatus = "ok"
     if database.status != "ok":
         overall = "unavailable"
-    elif redis.status != "ok" or projections.status != "ok":
+    elif projections.status == "failing":
+        overall = "failing"
+    elif redis_check.status != "ok" or projections.status != "ok":
         overall = "degraded"
-    body = Ready(status=overall, database=database, redis=redis, projections=projections)
-    return Response(body, status_code=503 if overall == "unavailable" else 200)
+    body = Ready(status=overall, database=database, redis=redis_check, projections=projections)
+    return body, 503 if overall in ("unavailable", "failing") else 200
+
+
+@get(
+    "/ready",
+    summary="Readiness: database, Redis and projection lag",
+    responses={
+        503: ResponseSpec(
+            data_container=Ready,
+            description="the database is unreachable, or the read models are stopped at an "
+            "event they cannot apply (projections.status failing, with the error)",
+        )
+    },
+)
+async def ready(request: Request[Any, Any, Any]) -> Response[Ready]:
+    state = request.app.state
+    body, status = await readiness(state.pool, state.redis)
+    return Response(body, status_code=status)
 
 
 router = Router(path="/health", route_handlers=[live, ready], tags=["operations"], security=[])

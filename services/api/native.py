@@ -26,6 +26,7 @@ from services import categories as cats
 from services.api.auth import allow
 from services.api.deps import command_context, consistent
 from services.api.errors import PROBLEM_JSON, Problem
+from services.api.middleware import set_projection_lag
 from services.commands import CommandResult, CommandService
 from services.settings import Settings
 
@@ -406,13 +407,20 @@ async def list_tickets(
         created_from=_utc(created_from),
         created_to=_utc(created_to),
     )
-    await consistent(request)
     try:
-        rows, next_cursor = await queries.list_tickets(
-            pool, f, limit=limit, cursor=cursor, now=datetime.now(UTC), timezone=settings.timezone
+        rows, next_cursor, lag = await queries.list_tickets_consistent(
+            pool,
+            f,
+            limit=limit,
+            cursor=cursor,
+            now=datetime.now(UTC),
+            timezone=settings.timezone,
+            wait_ms=settings.consistency_wait_ms,
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), field="cursor" if "cursor" in str(exc) else "status") from None
+    if lag:
+        set_projection_lag(request.scope, lag)
     customer = actor.role == "customer"
     return TicketPage(
         items=[

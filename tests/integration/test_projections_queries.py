@@ -17,7 +17,11 @@ NOW = datetime.now(UTC)
 
 async def _list(pool: asyncpg.Pool, now: datetime = NOW, **kw: object) -> list[int]:
     rows, _ = await queries.list_tickets(
-        pool, TicketFilter(**kw), limit=100, now=now, timezone="UTC"  # type: ignore[arg-type]
+        pool,
+        TicketFilter(**kw),
+        limit=100,
+        now=now,
+        timezone="UTC",  # type: ignore[arg-type]
     )
     return [r.id for r in rows]
 
@@ -46,10 +50,12 @@ async def test_filters_derived_statuses_search_and_keyset_pages(
     newest_first = list(reversed(ids))
     assert await _list(fresh_pool) == newest_first
     assert await _list(fresh_pool, status="closed") == [ids[0]]
-    assert await _list(fresh_pool, status="unresolved") == [i for i in newest_first
-                                                           if i not in (ids[0], ids[2])]
+    assert await _list(fresh_pool, status="unresolved") == [
+        i for i in newest_first if i not in (ids[0], ids[2])
+    ]
     assert await _list(fresh_pool, status="unassigned") == [
-        i for i in newest_first if i not in (ids[0], ids[1], ids[2])]
+        i for i in newest_first if i not in (ids[0], ids[1], ids[2])
+    ]
     assert await _list(fresh_pool, assignee=agent.id) == [ids[1]]
     assert await _list(fresh_pool, requester=cust.id) == [ids[6], ids[4], ids[2], ids[0]]
     assert await _list(fresh_pool, category_id=2) == [ids[4]]
@@ -60,28 +66,36 @@ async def test_filters_derived_statuses_search_and_keyset_pages(
     in_5h = NOW + timedelta(hours=5)
     assert await _list(fresh_pool, now=in_5h, status="overdue") == [ids[5]]
     assert await _list(fresh_pool, now=NOW + timedelta(days=8), status="overdue") == [
-        i for i in newest_first if i not in (ids[0], ids[2], ids[6])]
+        i for i in newest_first if i not in (ids[0], ids[2], ids[6])
+    ]
     assert ids[5] in await _list(fresh_pool, now=in_5h, status="duetoday")
     assert ids[1] not in await _list(fresh_pool, now=NOW, status="duetoday")
     assert await _list(fresh_pool, created_from=NOW + timedelta(days=1)) == []
-    assert await queries.count_tickets(
-        fresh_pool, TicketFilter(status="unresolved"), now=NOW, timezone="UTC") == 5
+    assert (
+        await queries.count_tickets(
+            fresh_pool, TicketFilter(status="unresolved"), now=NOW, timezone="UTC"
+        )
+        == 5
+    )
 
     seen: list[int] = []
     cursor = None
     while True:
         rows, cursor = await queries.list_tickets(
-            fresh_pool, TicketFilter(), limit=3, cursor=cursor, now=NOW, timezone="UTC")
+            fresh_pool, TicketFilter(), limit=3, cursor=cursor, now=NOW, timezone="UTC"
+        )
         seen += [r.id for r in rows]
         if cursor is None:
             break
     assert seen == newest_first
     page, _ = await queries.list_tickets(
-        fresh_pool, TicketFilter(), limit=2, offset=2, now=NOW, timezone="UTC")
+        fresh_pool, TicketFilter(), limit=2, offset=2, now=NOW, timezone="UTC"
+    )
     assert [r.id for r in page] == newest_first[2:4]
     with pytest.raises(ValueError):
         await queries.list_tickets(
-            fresh_pool, TicketFilter(), limit=2, cursor="not-a-cursor!", now=NOW, timezone="UTC")
+            fresh_pool, TicketFilter(), limit=2, cursor="not-a-cursor!", now=NOW, timezone="UTC"
+        )
     with pytest.raises(ValueError):
         await _list(fresh_pool, status="sleeping")
 
@@ -90,17 +104,25 @@ async def test_logs_one_row_per_event_with_actor_and_phrase(
     proj_service: CommandService, fresh_pool: asyncpg.Pool
 ) -> None:
     cust, agent = CUSTOMERS[2], AGENTS[1]
-    t = (await proj_service.raise_ticket(
-        Context(actor=cust), subject="logs", description="d", category_id=1)).ticket.id
-    other = (await proj_service.raise_ticket(
-        Context(actor=CUSTOMERS[3]), subject="other", description="d", category_id=1)).ticket.id
+    t = (
+        await proj_service.raise_ticket(
+            Context(actor=cust), subject="logs", description="d", category_id=1
+        )
+    ).ticket.id
+    other = (
+        await proj_service.raise_ticket(
+            Context(actor=CUSTOMERS[3]), subject="other", description="d", category_id=1
+        )
+    ).ticket.id
     await proj_service.assign(Context(actor=agent), t, assignee="agent-7")
     await proj_service.post_message(Context(actor=agent), t, body="psst", visibility="internal")
     await proj_service.change_status(Context(actor=agent), t, status="resolved")
     await proj_catch_up(fresh_pool)
     logs = await queries.list_logs(fresh_pool, ticket_id=t, limit=50)
     assert [row.action_text for row in logs] == [
-        "Raised the ticket", "Assigned to agent-7", "Added an internal note",
+        "Raised the ticket",
+        "Assigned to agent-7",
+        "Added an internal note",
         "Updated ticket status to resolved",
     ]
     assert logs[0].action == "TicketRaised"
@@ -111,6 +133,8 @@ async def test_logs_one_row_per_event_with_actor_and_phrase(
     assert await queries.count_logs(fresh_pool, requester=cust.id, public_only=True) == 3
     assert await queries.count_logs(fresh_pool) == 5
     assert [r.ticket_id for r in await queries.list_logs(fresh_pool, limit=2, offset=1)] == [
-        other, t]
+        other,
+        t,
+    ]
     assert await queries.category_counts(fresh_pool) == {1: {"open": 1, "resolved": 1}}
     assert await queries.agent_counts(fresh_pool) == {"agent-7": {"resolved": 1}}

@@ -13,6 +13,8 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from domain.errors import InvalidInput
 from domain.events import STATUSES, Actor, ExternalAttachment, Status
@@ -285,13 +287,13 @@ def _status(value: int | str | None) -> Status:
 )
 async def list_tickets(
     request: Request[Any, Any, Any],
-    commands: CommandService,
-    pool: asyncpg.Pool,
-    settings: Settings,
-    limit: str | None = None,
-    offset: str | None = None,
-    keyword: str | None = None,
-    count: str | None = None,
+    commands: NamedDependency[CommandService],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
+    limit: FromQuery[str | None] = None,
+    offset: FromQuery[str | None] = None,
+    keyword: FromQuery[str | None] = None,
+    count: FromQuery[str | None] = None,
 ) -> Envelope:
     from projections.queries import TicketFilter, count_tickets
     from projections.queries import list_tickets as query
@@ -342,11 +344,11 @@ async def list_tickets(
 )
 async def ticket_logs(
     request: Request[Any, Any, Any],
-    pool: asyncpg.Pool,
-    limit: str | None = None,
-    offset: str | None = None,
-    count: str | None = None,
-    ticketId: str | None = None,
+    pool: NamedDependency[asyncpg.Pool],
+    limit: FromQuery[str | None] = None,
+    offset: FromQuery[str | None] = None,
+    count: FromQuery[str | None] = None,
+    ticketId: FromQuery[str | None] = None,
 ) -> Envelope:
     from projections.queries import count_logs, list_logs
 
@@ -395,7 +397,10 @@ async def ticket_logs(
     operation_id="backend_get_ticket",
 )
 async def get_ticket(
-    request: Request[Any, Any, Any], id: str, commands: CommandService, pool: asyncpg.Pool
+    request: Request[Any, Any, Any],
+    id: FromPath[str],
+    commands: NamedDependency[CommandService],
+    pool: NamedDependency[asyncpg.Pool],
 ) -> Envelope:
     from services.categories import get_category
 
@@ -415,7 +420,10 @@ async def get_ticket(
     operation_id="backend_add_message",
 )
 async def add_message(
-    request: Request[Any, Any, Any], id: str, data: AddMessage, commands: CommandService
+    request: Request[Any, Any, Any],
+    id: FromPath[str],
+    data: JSONBody[AddMessage],
+    commands: NamedDependency[CommandService],
 ) -> Envelope:
     n = _ticket_id(id)
     external = [
@@ -458,7 +466,10 @@ async def add_message(
     operation_id="backend_update_status",
 )
 async def update_status(
-    request: Request[Any, Any, Any], id: str, data: UpdateStatus, commands: CommandService
+    request: Request[Any, Any, Any],
+    id: FromPath[str],
+    data: JSONBody[UpdateStatus],
+    commands: NamedDependency[CommandService],
 ) -> Envelope:
     n = _ticket_id(id)
     if data.status is None and data.assignee is None:

@@ -13,7 +13,9 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, post
+from litestar.di import NamedDependency
 from litestar.enums import MediaType
+from litestar.params import FromPath
 
 from domain.errors import InvalidInput
 from domain.events import BodyType
@@ -49,9 +51,9 @@ class ErrorBody(msgspec.Struct):
 )
 async def customer_response(
     request: Request[Any, Any, Any],
-    id: str,
-    commands: CommandService,
-    settings: Settings,
+    id: FromPath[str],
+    commands: NamedDependency[CommandService],
+    settings: NamedDependency[Settings],
 ) -> Response[bytes]:
     tid = positive_int(id, "id")
     fields = await read_fields(request)

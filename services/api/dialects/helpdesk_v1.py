@@ -13,7 +13,9 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post, route
+from litestar.di import NamedDependency
 from litestar.enums import HttpMethod
+from litestar.params import FromPath
 
 from domain.errors import Forbidden, InvalidInput
 from domain.events import Actor, Priority, Status
@@ -130,7 +132,9 @@ def _sender(m: Message, ticket: Ticket) -> str:
     operation_id="helpdesk_v1_raise_ticket",
 )
 async def raise_ticket(
-    request: Request[Any, Any, Any], commands: CommandService, pool: asyncpg.Pool
+    request: Request[Any, Any, Any],
+    commands: NamedDependency[CommandService],
+    pool: NamedDependency[asyncpg.Pool],
 ) -> Reply:
     actor = actor_of(request)
     fields = await read_fields(request)
@@ -210,9 +214,9 @@ class ListReply(msgspec.Struct):
 )
 async def get_tickets(
     request: Request[Any, Any, Any],
-    commands: CommandService,
-    pool: asyncpg.Pool,
-    settings: Settings,
+    commands: NamedDependency[CommandService],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
 ) -> ListReply:
     from projections.queries import TicketFilter, list_tickets
 
@@ -284,7 +288,9 @@ async def get_tickets(
     "agent's credentials relays the customer's reply (authored by the requester).",
     operation_id="helpdesk_v1_send_message",
 )
-async def send_message(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+async def send_message(
+    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
+) -> Reply:
     actor = actor_of(request)
     fields = await read_fields(request)
     ticket_id = positive_int(fields.get("ticketId"), "ticketId")
@@ -326,10 +332,10 @@ async def send_message(request: Request[Any, Any, Any], commands: CommandService
 )
 async def get_ticket_details(
     request: Request[Any, Any, Any],
-    ticketId: str,
-    commands: CommandService,
-    pool: asyncpg.Pool,
-    settings: Settings,
+    ticketId: FromPath[str],
+    commands: NamedDependency[CommandService],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
 ) -> Reply:
     actor = actor_of(request)
     ticket, _ = await load_readable(commands, positive_int(ticketId, "ticketId"), actor)
@@ -375,8 +381,8 @@ async def get_ticket_details(
 )
 async def close_ticket(
     request: Request[Any, Any, Any],
-    ticketId: str,
-    commands: CommandService,
+    ticketId: FromPath[str],
+    commands: NamedDependency[CommandService],
 ) -> Reply:
     n = positive_int(ticketId, "ticketId")
     fields = await read_fields(request) if request.method == "POST" else {}
@@ -400,7 +406,9 @@ async def close_ticket(
     description="Seed 003. Fields: ticketId, admin (the agent's user name).",
     operation_id="helpdesk_v1_assign_ticket_to_admin",
 )
-async def assign_ticket(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+async def assign_ticket(
+    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
+) -> Reply:
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
     admin = text_field(fields, "admin", required=True)
@@ -420,7 +428,9 @@ async def assign_ticket(request: Request[Any, Any, Any], commands: CommandServic
     description="Seed 003. Fields: ticketId, userId, comments (the reason).",
     operation_id="helpdesk_v1_reopen_ticket",
 )
-async def reopen_ticket(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+async def reopen_ticket(
+    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
+) -> Reply:
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
@@ -442,7 +452,9 @@ async def reopen_ticket(request: Request[Any, Any, Any], commands: CommandServic
     description="Seed 003. Fields: ticketId, userId, ratingValue (1-5).",
     operation_id="helpdesk_v1_ticket_rating",
 )
-async def ticket_rating(request: Request[Any, Any, Any], commands: CommandService) -> Reply:
+async def ticket_rating(
+    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
+) -> Reply:
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")

@@ -12,6 +12,8 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from domain.errors import InvalidInput
 from domain.events import Priority, Status
@@ -214,7 +216,9 @@ def details_of(ticket: Ticket, messages: list[Message]) -> TicketDetails:
     operation_id="support_create_ticket",
 )
 async def create_ticket(
-    request: Request[Any, Any, Any], data: CreateTicket, commands: CommandService
+    request: Request[Any, Any, Any],
+    data: JSONBody[CreateTicket],
+    commands: NamedDependency[CommandService],
 ) -> Envelope:
     if data.subject is None:
         raise InvalidInput("subject is required", field="subject")
@@ -253,13 +257,13 @@ async def create_ticket(
 )
 async def list_tickets(
     request: Request[Any, Any, Any],
-    commands: CommandService,
-    pool: asyncpg.Pool,
-    settings: Settings,
-    status: str | None = None,
-    priority: str | None = None,
-    page: str | None = None,
-    limit: str | None = None,
+    commands: NamedDependency[CommandService],
+    pool: NamedDependency[asyncpg.Pool],
+    settings: NamedDependency[Settings],
+    status: FromQuery[str | None] = None,
+    priority: FromQuery[str | None] = None,
+    page: FromQuery[str | None] = None,
+    limit: FromQuery[str | None] = None,
 ) -> Envelope:
     from projections.queries import TicketFilter
     from projections.queries import list_tickets as query
@@ -303,7 +307,9 @@ async def list_tickets(
     operation_id="support_get_ticket",
 )
 async def get_ticket(
-    request: Request[Any, Any, Any], ticketId: str, commands: CommandService
+    request: Request[Any, Any, Any],
+    ticketId: FromPath[str],
+    commands: NamedDependency[CommandService],
 ) -> Envelope:
     actor = actor_of(request)
     ticket, _ = await load_readable(
@@ -321,9 +327,9 @@ async def get_ticket(
 )
 async def add_message(
     request: Request[Any, Any, Any],
-    ticketId: str,
-    data: AddMessage,
-    commands: CommandService,
+    ticketId: FromPath[str],
+    data: JSONBody[AddMessage],
+    commands: NamedDependency[CommandService],
 ) -> Envelope:
     n = positive_int(ticketId, "ticketId", prefix="ticket")
     if data.message is None:
@@ -356,9 +362,9 @@ async def add_message(
 )
 async def close_ticket(
     request: Request[Any, Any, Any],
-    ticketId: str,
-    commands: CommandService,
-    data: CloseTicket | None = None,
+    ticketId: FromPath[str],
+    commands: NamedDependency[CommandService],
+    data: JSONBody[CloseTicket | None] = None,
 ) -> Envelope:
     n = positive_int(ticketId, "ticketId", prefix="ticket")
     result = await commands.close(
@@ -376,7 +382,7 @@ async def close_ticket(
     description="Seed 002.",
     operation_id="support_list_categories",
 )
-async def categories(pool: asyncpg.Pool) -> Envelope:
+async def categories(pool: NamedDependency[asyncpg.Pool]) -> Envelope:
     return ok(
         [
             CategoryOut(categoryId=f"category_{c.id}", name=c.name, description=c.description)

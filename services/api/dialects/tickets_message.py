@@ -6,6 +6,8 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from domain.errors import InvalidInput
 from services.api.dialects._common import (
@@ -51,7 +53,9 @@ class ErrorBody(msgspec.Struct):
     operation_id="tickets_message_add",
 )
 async def add_message(
-    request: Request[Any, Any, Any], data: AddMessage, commands: CommandService
+    request: Request[Any, Any, Any],
+    data: JSONBody[AddMessage],
+    commands: NamedDependency[CommandService],
 ) -> MessageAdded:
     ticket_id = positive_int(data.ticketId, "ticketId")
     if data.text is None:
