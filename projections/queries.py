@@ -118,7 +118,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 # --- filters ----------------------------------------------------------------------------
 
 
-def _where(f: TicketFilter, now: datetime, timezone: str, args: list[Any]) -> str:
+def _where(
+    f: TicketFilter, now: datetime, timezone: str, args: list[Any], *, include_q: bool = True
+) -> str:
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
@@ -154,7 +156,7 @@ def _where(f: TicketFilter, now: datetime, timezone: str, args: list[Any]) -> st
         clauses.append(f"requester_id = {arg(f.requester)}")
     if f.category_id is not None:
         clauses.append(f"category_id = {arg(f.category_id)}")
-    if f.q is not None and f.q.strip():
+    if f.q is not None and f.q.strip() and include_q:
         clauses.append(f"search @@ websearch_to_tsquery('english', {arg(f.q.strip())})")
     if f.created_from is not None:
         clauses.append(f"created_at >= {arg(f.created_from)}")
@@ -173,6 +175,8 @@ def _list_sql(
     timezone: str,
 ) -> tuple[str, list[Any]]:
     args: list[Any] = []
+    if offset is None and f.q is not None and f.q.strip():
+        return _keyword_sql(f, limit=limit, cursor=cursor, now=now, timezone=timezone)
     where = _where(f, now, timezone, args)
     if offset is None and cursor:
         c_at, c_id = decode_cursor(cursor)
@@ -189,6 +193,46 @@ def _list_sql(
             raise ValueError("offset must not be negative")
         args.append(offset)
         sql += f" OFFSET ${len(args)}"
+    return sql, args
+
+
+# How many of the newest (otherwise filtered) tickets a keyword search checks before it
+# turns to the full-text index. Walking newest-first is fastest for common words, but a
+# word absent from recent tickets would walk the whole table; the GIN index is fastest
+# for rare words, but slow for common ones (it fetches every match, then sorts).
+KEYWORD_RECENT_WINDOW = 2000
+
+
+def _keyword_sql(
+    f: TicketFilter, *, limit: int, cursor: str | None, now: datetime, timezone: str
+) -> tuple[str, list[Any]]:
+    """One statement, two plans: the matches among the newest tickets when they fill the
+    page (they are then exactly the newest matches), else the full-text index."""
+    args: list[Any] = []
+    base = _where(f, now, timezone, args, include_q=False)
+    assert f.q is not None
+    args.append(f.q.strip())
+    match = f"search @@ websearch_to_tsquery('english', ${len(args)})"
+    if cursor:
+        c_at, c_id = decode_cursor(cursor)
+        args.extend([c_at, c_id])
+        base += f" AND (created_at, id) < (${len(args) - 1}, ${len(args)})"
+    args.append(limit + 1)
+    n = f"${len(args)}"
+    args.append(KEYWORD_RECENT_WINDOW)
+    window = f"${len(args)}"
+    order = "ORDER BY created_at DESC, id DESC"
+    sql = (
+        f"WITH recent AS (SELECT {TICKET_COLUMNS} FROM ("
+        f"SELECT {TICKET_COLUMNS}, search FROM ticket_summaries WHERE {base} {order} "
+        f"LIMIT {window}) w WHERE {match} {order} LIMIT {n}), "
+        f"enough AS (SELECT count(*) >= {n} AS yes FROM recent) "
+        f"SELECT * FROM (SELECT {TICKET_COLUMNS} FROM recent WHERE (SELECT yes FROM enough) "
+        f"UNION ALL SELECT {TICKET_COLUMNS} FROM ("
+        # OFFSET 0 keeps the planner from walking the created_at index for this branch.
+        f"SELECT {TICKET_COLUMNS} FROM ticket_summaries WHERE {base} AND {match} OFFSET 0) g "
+        f"WHERE NOT (SELECT yes FROM enough) {order} LIMIT {n}) k {order}"
+    )
     return sql, args
 
 

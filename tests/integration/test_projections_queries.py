@@ -138,3 +138,43 @@ async def test_logs_one_row_per_event_with_actor_and_phrase(
     ]
     assert await queries.category_counts(fresh_pool) == {1: {"open": 1, "resolved": 1}}
     assert await queries.agent_counts(fresh_pool) == {"agent-7": {"resolved": 1}}
+
+
+@pytest.mark.parametrize("window", [2, 1000])
+async def test_keyword_search_finds_the_same_newest_matches_whichever_plan_serves_it(
+    proj_service: CommandService,
+    fresh_pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+    window: int,
+) -> None:
+    # A window of 2 forces the full-text-index branch for all but the commonest word;
+    # 1000 serves every page from the newest-first walk. Both must agree exactly.
+    monkeypatch.setattr(queries, "KEYWORD_RECENT_WINDOW", window)
+    cust = CUSTOMERS[0]
+    ids = []
+    for i in range(9):
+        words = ["router"] + (["modem"] if i % 3 == 0 else []) + (["antenna"] if i == 1 else [])
+        r = await proj_service.raise_ticket(
+            Context(actor=cust),
+            subject=" ".join(words),
+            description="details",
+            category_id=1,
+        )
+        ids.append(r.ticket.id)
+    await proj_catch_up(fresh_pool)
+    newest = list(reversed(ids))
+    assert await _list(fresh_pool, q="router") == newest
+    assert await _list(fresh_pool, q="modem") == [i for n, i in enumerate(ids) if n % 3 == 0][::-1]
+    assert await _list(fresh_pool, q="antenna") == [ids[1]]
+    assert await _list(fresh_pool, q="antenna", requester="someone-else") == []
+
+    pages: list[int] = []
+    cursor = None
+    while True:
+        rows, cursor = await queries.list_tickets(
+            fresh_pool, TicketFilter(q="router"), limit=2, cursor=cursor, now=NOW, timezone="UTC"
+        )
+        pages += [r.id for r in rows]
+        if cursor is None:
+            break
+    assert pages == newest
