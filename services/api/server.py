@@ -1,5 +1,8 @@
 """Run the API under uvicorn (uvloop + httptools), in one or several processes.
 
+uvicorn over granian by measurement (2026-11-22, the real app, wrk -c64, alternating
+runs): raise 2,399/2,697 vs 2,223/2,299 req/s, get-one 5,549/5,236 vs 5,035/5,535.
+
 ``serve`` is ``ticketing serve``; ``serve_async`` runs inside ``ticketing dev``'s loop.
 With several worker processes each child rebuilds the app from the same Settings,
 passed down as JSON in one environment variable (never re-read from the shell).
