@@ -284,6 +284,8 @@ async def catch_up(
                 break
             applied += n
             batches += 1
+            if n < batch_size:  # a short batch read every visible event: caught up
+                break
     if applied:
         log.debug("applied %d events to the read models", applied)
     return applied

@@ -1,4 +1,7 @@
-"""The arq worker: projection catch-up on wake-ups and every second (``ticketing worker``).
+"""The arq worker: projections on wake-ups and every second, SLA sweeps (``ticketing worker``).
+
+The projections run in a long-lived task started with the worker (workers/projector.py),
+woken through Redis pub/sub; the ``catch_up`` cron job is a second, independent backstop.
 
 ``functions`` and ``cron_jobs`` are module-level lists so other jobs (the SLA sweep)
 register by appending to them. Jobs and results are msgpack (msgspec), never pickle.
@@ -23,7 +26,9 @@ from services.commands import CommandService
 from services.db import create_pool
 from services.settings import Settings, SettingsError, load_settings
 from workers.codec import QUEUE_NAME, job_deserializer, job_serializer
+from workers.projector import Projector
 from workers.sla import SWEEP_TIMEOUT_S, sla_sweep, sla_sweep_tick
+from workers.waker import wake_channel
 
 log = logging.getLogger("ticketing.worker")
 
@@ -84,10 +89,23 @@ async def startup(ctx: dict[str, Any]) -> None:
         settings.database_url, min_size=1, max_size=max(2, settings.pool_max_size)
     )
     ctx["commands"] = CommandService(ctx["pool"], settings.sla_policy)
+    if settings.redis_url:
+        projector = Projector(
+            ctx["pool"],
+            settings.redis_url,
+            wake_channel(ctx.get("queue_name") or QUEUE_NAME),
+            batch_size=ctx.get("batch_size", DEFAULT_BATCH),
+        )
+        ctx["projector"] = asyncio.get_running_loop().create_task(projector.run())
     log.info("worker started")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    task = ctx.pop("projector", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
     pool = ctx.pop("pool", None)
     if pool is not None:
         await pool.close()
@@ -103,7 +121,7 @@ class WorkerSettings:
     job_serializer = job_serializer
     job_deserializer = job_deserializer
     queue_name = QUEUE_NAME
-    poll_delay = 0.05  # wake-ups are deferred to 20 ms slices; poll often enough to matter
+    poll_delay = 0.25  # only cron ticks and enqueued jobs come through the queue
     max_jobs = 10
     job_timeout = 300
     keep_result = 0
@@ -120,7 +138,7 @@ def make_worker(
 ) -> Worker:
     if not settings.redis_url:
         raise SettingsError("TICKETING_REDIS_URL is required to run the worker")
-    ctx: dict[str, Any] = {"settings": settings}
+    ctx: dict[str, Any] = {"settings": settings, "queue_name": queue_name or QUEUE_NAME}
     if batch_size is not None:
         ctx["batch_size"] = batch_size
     return create_worker(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+from typing import Any
 
 import asyncpg
 import pytest
@@ -22,7 +24,8 @@ from services.eventstore import EventStore
 from services.settings import load_settings
 from workers import main as worker_main
 from workers.codec import job_deserializer, job_serializer
-from workers.waker import RedisWaker
+from workers.projector import Projector
+from workers.waker import RedisWaker, wake_channel
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
@@ -80,22 +83,53 @@ async def test_commands_succeed_with_redis_unreachable_and_a_later_worker_catche
     await proj_assert_equals_fold(fresh_pool)
 
 
-async def test_a_wake_up_enqueues_one_deferred_project_job_per_slice(
+async def _next_message(pubsub: Any, within_s: float) -> Any:
+    """The next published message (the subscribe confirmation reads as None: skip it)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while (left := deadline - asyncio.get_running_loop().time()) > 0:
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+        if msg is not None:
+            return msg
+    return None
+
+
+async def test_a_wake_up_publishes_on_the_channel_and_a_burst_is_coalesced(
     servers, proj_queue: str, redis_client
 ) -> None:
-    waker = RedisWaker(servers.redis_url, queue_name=proj_queue, slice_s=3600)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(wake_channel(proj_queue))
+    waker = RedisWaker(servers.redis_url, queue_name=proj_queue, min_gap_s=0.2)
     try:
-        for _ in range(5):
+        await waker.wake([])
+        await waker.flush()
+        assert waker.sent == 1
+        got = await _next_message(pubsub, 2.0)
+        assert got is not None and got["channel"].decode() == wake_channel(proj_queue)
+        for _ in range(50):  # a burst while the next publish waits out its gap
             await waker.wake([])
-            await waker.flush()
-        jobs = await waker.redis.queued_jobs()
-        assert [j.function for j in jobs] == ["project"]
-        assert waker.sent == 1 and waker.failures == 0
+        await waker.flush()
+        assert waker.sent == 2 and waker.failures == 0
     finally:
-        await redis_client.delete(proj_queue)
-        for key in await redis_client.keys(f"arq:job:{proj_queue}:*"):
-            await redis_client.delete(key)
+        await pubsub.aclose()
         await waker.close()
+
+
+async def test_the_projector_catches_up_without_redis_and_stops_when_cancelled(
+    fresh_pool: asyncpg.Pool, proj_service: CommandService
+) -> None:
+    await proj_drive(proj_service, 10, steps=4, seed=5)
+    projector = Projector(fresh_pool, UNREACHABLE_REDIS, "nowhere", idle_s=0.1)
+    task = asyncio.create_task(projector.run())
+    try:
+        await _wait_caught_up(fresh_pool, "the projector to catch up with Redis unreachable")
+        await proj_drive(proj_service, 5, steps=3, seed=6)  # later commands, no wake-up
+        await _wait_caught_up(fresh_pool, "the projector's idle catch-up to apply them")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert task.cancelled() and projector.runs >= 2
+    await proj_assert_equals_fold(fresh_pool)
 
 
 async def test_a_worker_woken_through_redis_keeps_read_models_equal_to_the_fold(
