@@ -1,7 +1,7 @@
 """The Litestar application, composed in one place from settings.
 
 The lifespan creates the asyncpg pool, the Redis client and the CommandService once
-and keeps them on ``app.state``; handlers receive them through ``services.api.deps``.
+and keeps them on ``app.state``; handlers take them through ``services.api.deps``.
 Authentication, the role policy and rate limiting apply to every route (auth.py),
 errors are rendered per dialect by one handler (errors.py).
 """
@@ -19,11 +19,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Tag
 
 from services.api import attachments, health, native
-from services.api.auth import AuthMiddleware
-from services.api.deps import DEPENDENCIES
+from services.api.auth import AccessGuard, is_public_path
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.metrics import ApiMetrics, metrics_endpoint
-from services.api.middleware import RequestContextMiddleware, before_send, configure_logging
+from services.api.middleware import RequestMiddleware, before_send, configure_logging
 from services.commands import CommandService
 from services.db import create_pool
 from services.settings import Settings
@@ -106,8 +105,7 @@ def create_app(settings: Settings, *, debug: bool = False) -> Litestar:
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        dependencies=DEPENDENCIES,
-        middleware=[RequestContextMiddleware(), AuthMiddleware(settings)],
+        middleware=[RequestMiddleware(AccessGuard(settings), is_public_path)],
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[before_send],
         request_max_body_size=settings.body_max_bytes,

@@ -17,7 +17,6 @@ import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
@@ -26,7 +25,7 @@ from litestar.params import Body, FromPath
 from domain.errors import Forbidden, InvalidInput
 from domain.events import Actor
 from domain.text import clean_text
-from services.api.deps import consistent
+from services.api.deps import consistent, pool_of
 from services.api.native import _COMMON, READ_ERRORS, _problem
 from services.settings import Settings
 
@@ -122,8 +121,8 @@ def router_for(settings: Settings) -> Router:
     async def upload(
         request: Request[Any, Any, Any],
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
-        pool: NamedDependency[asyncpg.Pool],
     ) -> Response[AttachmentOut]:
+        pool = pool_of(request)
         out = await _store(pool, data.file, _user(request), limit)
         return Response(out, status_code=201, headers={"Location": f"/v1/attachments/{out.id}"})
 
@@ -184,8 +183,8 @@ async def may_download(pool: asyncpg.Pool, row: asyncpg.Record, actor: Actor) ->
 async def download(
     request: Request[Any, Any, Any],
     attachment_id: FromPath[str],
-    pool: NamedDependency[asyncpg.Pool],
 ) -> Response[bytes]:
+    pool = pool_of(request)
     actor = _user(request)
     row = await pool.fetchrow(
         "SELECT a.id, a.filename, a.content_type, a.uploader_id, a.uploader_role, b.content "

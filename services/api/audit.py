@@ -10,11 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, QueryParameter
 
@@ -22,9 +20,9 @@ from domain.errors import InvalidInput, TicketNotFound
 from domain.events import EVENT_TYPES, Actor
 from services import audit
 from services.api.auth import allow
+from services.api.deps import commands_of, pool_of
 from services.api.errors import Denied, Unauthenticated
 from services.api.native import READ_ERRORS, TICKET_READ_ERRORS, TicketOut, etag, ticket_out
-from services.commands import CommandService
 
 AUDIT_ROLES = ("auditor", "admin")
 MAX_ID = 2**63 - 1
@@ -102,7 +100,7 @@ def _ticket_id(ticket_id: int) -> int:
     responses=READ_ERRORS,
 )
 async def audit_feed(
-    pool: NamedDependency[asyncpg.Pool],
+    request: Request[Any, Any, Any],
     after: Annotated[int, QueryParameter(ge=0, description="a position from a previous page")] = 0,
     limit: Annotated[int, QueryParameter(ge=1, description="page size")] = 100,
     event_type: Annotated[
@@ -111,6 +109,7 @@ async def audit_feed(
     since: Annotated[str | None, QueryParameter(description="recorded at or after")] = None,
     until: Annotated[str | None, QueryParameter(description="recorded before")] = None,
 ) -> audit.FeedPage:
+    pool = pool_of(request)
     return await audit.feed(
         pool,
         after=after,
@@ -126,9 +125,8 @@ async def audit_feed(
     summary="Every event of a ticket with metadata and hashes",
     responses=TICKET_READ_ERRORS,
 )
-async def ticket_events(
-    ticket_id: FromPath[int], commands: NamedDependency[CommandService]
-) -> TicketEvents:
+async def ticket_events(ticket_id: FromPath[int], request: Request[Any, Any, Any]) -> TicketEvents:
+    commands = commands_of(request)
     events = await audit.ticket_events(commands, _ticket_id(ticket_id))
     return TicketEvents(items=[audit.audit_event(e) for e in events])
 
@@ -146,10 +144,10 @@ async def ticket_events(
 async def ticket_state(
     request: Request[Any, Any, Any],
     ticket_id: FromPath[int],
-    commands: NamedDependency[CommandService],
     as_of: Annotated[str | None, QueryParameter(description="ISO 8601 moment")] = None,
     version: Annotated[int | None, QueryParameter(description="stream version, from 1")] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     viewer = request.scope["user"]
     ticket = await audit.state_as_of(
         commands, _ticket_id(ticket_id), as_of=_time(as_of, "as_of"), version=version

@@ -1,9 +1,9 @@
 """Authentication, the role policy and rate limiting, applied to the whole application.
 
-``AuthMiddleware`` runs for every routed HTTP request except ``/health/*`` and the
-OpenAPI docs, so a route added later cannot forget it. It identifies the principal
-(Bearer JWT or HTTP Basic), puts the ``domain.events.Actor`` on ``request.user``,
-applies the per-principal rate limit, and enforces the role table:
+``AccessGuard`` runs (from the one request middleware) for every routed HTTP request
+except ``/health/*`` and the OpenAPI docs, so a route added later cannot forget it. It
+identifies the principal (Bearer JWT or HTTP Basic), puts the ``domain.events.Actor``
+on ``request.user``, applies the per-principal rate limit, and enforces the role table:
 
 - auditors read everything and change nothing (any unsafe method → 403);
 - ``/v1/audit/*`` is for auditors and admins only;
@@ -26,9 +26,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Scope
 
 from domain.events import Actor
 from services.api.errors import Denied, TooManyRequests, Unauthenticated
@@ -269,16 +267,19 @@ class RateLimiter:
             raise TooManyRequests(retry_after)
 
 
-class AuthMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
-    # Decided on the request path (not the handler's), so /health/* and the docs stay open.
-    should_bypass_for_scope = staticmethod(is_public_path)
+class AccessGuard:
+    """Authenticates, rate-limits and authorizes one request; raises when it may not go on.
+
+    Called by ``services.api.middleware.RequestMiddleware`` for every HTTP request whose
+    path is not public (decided on the request path, not the handler's, so /health/* and
+    the docs stay open and an unknown path is still refused to strangers).
+    """
 
     def __init__(self, settings: Settings, authenticator: Authenticator | None = None) -> None:
         self.authenticator = authenticator or Authenticator(settings)
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+    async def __call__(self, scope: Scope) -> None:
         authorization: str | None = None
         for k, v in scope.get("headers", ()):
             if k == b"authorization":
@@ -294,4 +295,3 @@ class AuthMiddleware(ASGIMiddleware):
         handler = scope.get("route_handler")
         opt = getattr(handler, "opt", None)
         check_policy(actor, str(scope.get("method", "GET")), scope["path"], opt)
-        await next_app(scope, receive, send)

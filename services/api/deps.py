@@ -1,8 +1,5 @@
-"""Dependencies every router may ask for by name, and the request → command Context helper.
-
-Registered on the app as ``commands``, ``pool``, ``settings``, ``redis`` and ``actor``;
-a handler just names the parameter (``async def h(commands: CommandService, ...)``).
-"""
+"""What handlers take from the app (``commands_of``, ``pool_of``, ``settings_of``), and the
+request → command Context helper."""
 
 from __future__ import annotations
 
@@ -11,8 +8,6 @@ from typing import Any
 
 import asyncpg
 from litestar import Request
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.utils.scope.state import ScopeState
 
 from domain.errors import InvalidInput
@@ -26,33 +21,18 @@ _ETAG = re.compile(r'^\s*(?:W/)?"(\d{1,10})"\s*$')
 IDEMPOTENCY_KEY_MAX = 200
 
 
-def provide_commands(state: State) -> CommandService:
-    return state.commands  # type: ignore[no-any-return]
+# Handlers read the app's shared objects through these (not Litestar dependencies:
+# resolving those costs every request, and several at once spawn an anyio task group).
+def commands_of(request: Request[Any, Any, Any]) -> CommandService:
+    return request.app.state.commands  # type: ignore[no-any-return]
 
 
-def provide_pool(state: State) -> asyncpg.Pool:
-    return state.pool
+def pool_of(request: Request[Any, Any, Any]) -> asyncpg.Pool:
+    return request.app.state.pool
 
 
-def provide_settings(state: State) -> Settings:
-    return state.settings  # type: ignore[no-any-return]
-
-
-def provide_redis(state: State) -> Any:
-    return state.redis
-
-
-def provide_actor(request: Request[Any, Any, Any]) -> Actor:
-    return current_actor(request)
-
-
-DEPENDENCIES = {
-    "commands": Provide(provide_commands, sync_to_thread=False),
-    "pool": Provide(provide_pool, sync_to_thread=False),
-    "settings": Provide(provide_settings, sync_to_thread=False),
-    "redis": Provide(provide_redis, sync_to_thread=False),
-    "actor": Provide(provide_actor, sync_to_thread=False),
-}
+def settings_of(request: Request[Any, Any, Any]) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
 
 
 def current_actor(request: Request[Any, Any, Any]) -> Actor:

@@ -27,6 +27,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self.requests = Histogram(
             "ticketing_http_request_duration_seconds",
             "HTTP request latency by method, route template and status",
@@ -59,7 +60,12 @@ class ApiMetrics:
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).observe(seconds)
+        key = (method, route, status)
+        child = self._request_children.get(key)
+        if child is None:  # labels() locks and validates: do it once per series, not per request
+            child = self.requests.labels(method, route, str(status))
+            self._request_children[key] = child
+        child.observe(seconds)
 
     def on_outcome(self, command: str, outcome: str) -> None:
         self.commands.labels(command, outcome).inc()

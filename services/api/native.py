@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.openapi.datastructures import ResponseSpec
@@ -24,11 +23,10 @@ from domain.errors import Forbidden, InvalidInput, TicketNotFound
 from domain.events import Actor, BodyType, Priority, Status, Visibility
 from services import categories as cats
 from services.api.auth import allow
-from services.api.deps import command_context, consistent
+from services.api.deps import command_context, commands_of, consistent, pool_of, settings_of
 from services.api.errors import PROBLEM_JSON, Problem
 from services.api.middleware import set_projection_lag
 from services.commands import CommandResult, CommandService
-from services.settings import Settings
 
 MAX_PAGE = 100
 MAX_ID = 2**63 - 1
@@ -339,9 +337,9 @@ def _user(request: Request[Any, Any, Any]) -> Actor:
 async def raise_ticket(
     request: Request[Any, Any, Any],
     data: RaiseIn,
-    commands: CommandService,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     ctx = command_context(request, actor, "native")
     requester = None
@@ -375,8 +373,6 @@ ListStatus = Literal[
 @get("/tickets", summary="List and search tickets", responses=READ_ERRORS)
 async def list_tickets(
     request: Request[Any, Any, Any],
-    pool: asyncpg.Pool,
-    settings: Settings,
     status: ListStatus | None = None,
     priority: Priority | None = None,
     assignee: Annotated[str | None, Parameter(max_length=200)] = None,
@@ -388,6 +384,8 @@ async def list_tickets(
     cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 25,
 ) -> TicketPage:
+    pool = pool_of(request)
+    settings = settings_of(request)
     from projections import queries
 
     actor = _user(request)
@@ -465,9 +463,8 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 @get("/tickets/{ticket_id:int}", summary="A ticket with its messages", responses=TICKET_READ_ERRORS)
-async def get_ticket(
-    request: Request[Any, Any, Any], ticket_id: int, commands: CommandService
-) -> Response[TicketOut]:
+async def get_ticket(request: Request[Any, Any, Any], ticket_id: int) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     ticket = await load_visible(commands, ticket_id, actor)
     return _ticket_response(ticket, actor)
@@ -483,10 +480,10 @@ async def post_message(
     request: Request[Any, Any, Any],
     ticket_id: int,
     data: MessageIn,
-    commands: CommandService,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.post_message(
         command_context(request, actor, "native"),
@@ -509,10 +506,10 @@ async def assign(
     request: Request[Any, Any, Any],
     ticket_id: int,
     data: AssignIn,
-    commands: CommandService,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.assign(
         command_context(request, actor, "native"), _check_id(ticket_id), assignee=data.assignee
@@ -530,10 +527,10 @@ async def change_status(
     request: Request[Any, Any, Any],
     ticket_id: int,
     data: StatusIn,
-    commands: CommandService,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.change_status(
         command_context(request, actor, "native"),
@@ -554,10 +551,10 @@ async def change_priority(
     request: Request[Any, Any, Any],
     ticket_id: int,
     data: PriorityIn,
-    commands: CommandService,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.change_priority(
         command_context(request, actor, "native"), _check_id(ticket_id), priority=data.priority
@@ -574,11 +571,11 @@ async def change_priority(
 async def close(
     request: Request[Any, Any, Any],
     ticket_id: int,
-    commands: CommandService,
     data: CloseIn | None = None,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.close(
         command_context(request, actor, "native"),
@@ -598,10 +595,10 @@ async def reopen(
     request: Request[Any, Any, Any],
     ticket_id: int,
     data: ReopenIn,
-    commands: CommandService,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.reopen(
         command_context(request, actor, "native"), _check_id(ticket_id), reason=data.reason
@@ -619,10 +616,10 @@ async def rate(
     request: Request[Any, Any, Any],
     ticket_id: int,
     data: RatingIn,
-    commands: CommandService,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
+    commands = commands_of(request)
     actor = _user(request)
     result = await commands.rate(
         command_context(request, actor, "native"),
@@ -641,11 +638,11 @@ async def rate(
 async def ticket_log(
     request: Request[Any, Any, Any],
     ticket_id: int,
-    commands: CommandService,
-    pool: asyncpg.Pool,
     cursor: Annotated[str | None, Parameter(max_length=20, pattern=r"^[0-9]{1,9}$")] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = MAX_PAGE,
 ) -> LogPage:
+    commands = commands_of(request)
+    pool = pool_of(request)
     from projections import queries
 
     actor = _user(request)
@@ -684,7 +681,8 @@ def _category(c: cats.Category) -> CategoryOut:
 
 
 @get("/categories", summary="List categories", tags=["categories"], responses=READ_ERRORS)
-async def list_categories(pool: asyncpg.Pool) -> CategoryPage:
+async def list_categories(request: Request[Any, Any, Any]) -> CategoryPage:
+    pool = pool_of(request)
     return CategoryPage(
         items=[_category(c) for c in await cats.list_categories(pool)], next_cursor=None
     )
@@ -696,7 +694,8 @@ async def list_categories(pool: asyncpg.Pool) -> CategoryPage:
     tags=["categories"],
     responses={**READ_ERRORS, 404: _problem("No such category")},
 )
-async def get_category(category_id: int, pool: asyncpg.Pool) -> CategoryOut:
+async def get_category(category_id: int, request: Request[Any, Any, Any]) -> CategoryOut:
+    pool = pool_of(request)
     c = await cats.get_category(pool, category_id) if 1 <= category_id <= MAX_ID else None
     if c is None:
         from litestar.exceptions import NotFoundException
@@ -713,7 +712,10 @@ async def get_category(category_id: int, pool: asyncpg.Pool) -> CategoryOut:
     opt=allow("admin"),
     responses=_COMMON,
 )
-async def create_category(data: CategoryIn, pool: asyncpg.Pool) -> Response[CategoryOut]:
+async def create_category(
+    data: CategoryIn, request: Request[Any, Any, Any]
+) -> Response[CategoryOut]:
+    pool = pool_of(request)
     c = await cats.create_category(pool, data.name, data.description, data.parent_id)
     return Response(_category(c), status_code=201, headers={"Location": f"/v1/categories/{c.id}"})
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post, put
-from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from domain.errors import InvalidInput
 from domain.events import STATUSES, Actor, ExternalAttachment, Status
 from domain.ticket import Message, Ticket
+from services.api.deps import commands_of, pool_of, settings_of
 from services.api.dialects._common import (
     MAX_PAGE,
     actor_of,
@@ -35,8 +34,6 @@ from services.api.dialects._common import (
 )
 from services.api.errors import register_renderer
 from services.categories import Category, list_categories
-from services.commands import CommandService
-from services.settings import Settings
 
 DIALECT = "backend"
 BASE = "/backend/api/support-ticket"
@@ -287,14 +284,14 @@ def _status(value: int | str | None) -> Status:
 )
 async def list_tickets(
     request: Request[Any, Any, Any],
-    commands: NamedDependency[CommandService],
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[Settings],
     limit: FromQuery[str | None] = None,
     offset: FromQuery[str | None] = None,
     keyword: FromQuery[str | None] = None,
     count: FromQuery[str | None] = None,
 ) -> Envelope:
+    commands = commands_of(request)
+    pool = pool_of(request)
+    settings = settings_of(request)
     from projections.queries import TicketFilter, count_tickets
     from projections.queries import list_tickets as query
 
@@ -344,12 +341,12 @@ async def list_tickets(
 )
 async def ticket_logs(
     request: Request[Any, Any, Any],
-    pool: NamedDependency[asyncpg.Pool],
     limit: FromQuery[str | None] = None,
     offset: FromQuery[str | None] = None,
     count: FromQuery[str | None] = None,
     ticketId: FromQuery[str | None] = None,
 ) -> Envelope:
+    pool = pool_of(request)
     from projections.queries import count_logs, list_logs
 
     actor = actor_of(request)
@@ -399,9 +396,9 @@ async def ticket_logs(
 async def get_ticket(
     request: Request[Any, Any, Any],
     id: FromPath[str],
-    commands: NamedDependency[CommandService],
-    pool: NamedDependency[asyncpg.Pool],
 ) -> Envelope:
+    commands = commands_of(request)
+    pool = pool_of(request)
     from services.categories import get_category
 
     actor = actor_of(request)
@@ -423,8 +420,8 @@ async def add_message(
     request: Request[Any, Any, Any],
     id: FromPath[str],
     data: JSONBody[AddMessage],
-    commands: NamedDependency[CommandService],
 ) -> Envelope:
+    commands = commands_of(request)
     n = _ticket_id(id)
     external = [
         ExternalAttachment(file_name=a.fileName, file_path=a.filePath) for a in data.attachments
@@ -469,8 +466,8 @@ async def update_status(
     request: Request[Any, Any, Any],
     id: FromPath[str],
     data: JSONBody[UpdateStatus],
-    commands: NamedDependency[CommandService],
 ) -> Envelope:
+    commands = commands_of(request)
     n = _ticket_id(id)
     if data.status is None and data.assignee is None:
         raise InvalidInput("status is required: 1-5 or a status name", field="status")

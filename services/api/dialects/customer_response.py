@@ -13,12 +13,12 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, post
-from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import FromPath
 
 from domain.errors import InvalidInput
 from domain.events import BodyType
+from services.api.deps import commands_of, settings_of
 from services.api.dialects._common import (
     context,
     parse_local,
@@ -27,8 +27,6 @@ from services.api.dialects._common import (
     text_field,
 )
 from services.api.errors import register_renderer
-from services.commands import CommandService
-from services.settings import Settings
 
 DIALECT = "customer_response"
 _PATH = re.compile(r"^/api/tickets/[^/]+/customer_response/?$")
@@ -52,9 +50,9 @@ class ErrorBody(msgspec.Struct):
 async def customer_response(
     request: Request[Any, Any, Any],
     id: FromPath[str],
-    commands: NamedDependency[CommandService],
-    settings: NamedDependency[Settings],
 ) -> Response[bytes]:
+    commands = commands_of(request)
+    settings = settings_of(request)
     tid = positive_int(id, "id")
     fields = await read_fields(request)
     body = text_field(fields, "body", required=True)

@@ -10,10 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post, route
-from litestar.di import NamedDependency
 from litestar.enums import HttpMethod
 from litestar.params import FromPath
 
@@ -21,6 +19,7 @@ from domain.errors import Forbidden, InvalidInput
 from domain.events import Actor, Priority, Status
 from domain.ticket import STAFF, Message, Ticket
 from services.api.auth import READ_OPT
+from services.api.deps import commands_of, pool_of, settings_of
 from services.api.dialects._common import (
     actor_of,
     context,
@@ -37,8 +36,6 @@ from services.api.dialects._common import (
 )
 from services.api.errors import register_renderer
 from services.categories import find_by_name, list_categories
-from services.commands import CommandService
-from services.settings import Settings
 
 DIALECT = "helpdesk_v1"
 PREFIX = "/api/v1"
@@ -133,9 +130,9 @@ def _sender(m: Message, ticket: Ticket) -> str:
 )
 async def raise_ticket(
     request: Request[Any, Any, Any],
-    commands: NamedDependency[CommandService],
-    pool: NamedDependency[asyncpg.Pool],
 ) -> Reply:
+    commands = commands_of(request)
+    pool = pool_of(request)
     actor = actor_of(request)
     fields = await read_fields(request)
     type_name = text_field(fields, "type", required=True)
@@ -214,10 +211,10 @@ class ListReply(msgspec.Struct):
 )
 async def get_tickets(
     request: Request[Any, Any, Any],
-    commands: NamedDependency[CommandService],
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[Settings],
 ) -> ListReply:
+    commands = commands_of(request)
+    pool = pool_of(request)
+    settings = settings_of(request)
     from projections.queries import TicketFilter, list_tickets
 
     actor = actor_of(request)
@@ -288,9 +285,8 @@ async def get_tickets(
     "agent's credentials relays the customer's reply (authored by the requester).",
     operation_id="helpdesk_v1_send_message",
 )
-async def send_message(
-    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
-) -> Reply:
+async def send_message(request: Request[Any, Any, Any]) -> Reply:
+    commands = commands_of(request)
     actor = actor_of(request)
     fields = await read_fields(request)
     ticket_id = positive_int(fields.get("ticketId"), "ticketId")
@@ -333,10 +329,10 @@ async def send_message(
 async def get_ticket_details(
     request: Request[Any, Any, Any],
     ticketId: FromPath[str],
-    commands: NamedDependency[CommandService],
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[Settings],
 ) -> Reply:
+    commands = commands_of(request)
+    pool = pool_of(request)
+    settings = settings_of(request)
     actor = actor_of(request)
     ticket, _ = await load_readable(commands, positive_int(ticketId, "ticketId"), actor)
     tz = settings.timezone
@@ -382,8 +378,8 @@ async def get_ticket_details(
 async def close_ticket(
     request: Request[Any, Any, Any],
     ticketId: FromPath[str],
-    commands: NamedDependency[CommandService],
 ) -> Reply:
+    commands = commands_of(request)
     n = positive_int(ticketId, "ticketId")
     fields = await read_fields(request) if request.method == "POST" else {}
     await commands.close(
@@ -406,9 +402,8 @@ async def close_ticket(
     description="Seed 003. Fields: ticketId, admin (the agent's user name).",
     operation_id="helpdesk_v1_assign_ticket_to_admin",
 )
-async def assign_ticket(
-    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
-) -> Reply:
+async def assign_ticket(request: Request[Any, Any, Any]) -> Reply:
+    commands = commands_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
     admin = text_field(fields, "admin", required=True)
@@ -428,9 +423,8 @@ async def assign_ticket(
     description="Seed 003. Fields: ticketId, userId, comments (the reason).",
     operation_id="helpdesk_v1_reopen_ticket",
 )
-async def reopen_ticket(
-    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
-) -> Reply:
+async def reopen_ticket(request: Request[Any, Any, Any]) -> Reply:
+    commands = commands_of(request)
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
@@ -452,9 +446,8 @@ async def reopen_ticket(
     description="Seed 003. Fields: ticketId, userId, ratingValue (1-5).",
     operation_id="helpdesk_v1_ticket_rating",
 )
-async def ticket_rating(
-    request: Request[Any, Any, Any], commands: NamedDependency[CommandService]
-) -> Reply:
+async def ticket_rating(request: Request[Any, Any, Any]) -> Reply:
+    commands = commands_of(request)
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")

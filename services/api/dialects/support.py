@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from domain.errors import InvalidInput
 from domain.events import Priority, Status
 from domain.ticket import Message, Ticket
+from services.api.deps import commands_of, pool_of, settings_of
 from services.api.dialects._common import (
     MAX_PAGE,
     actor_of,
@@ -32,8 +31,6 @@ from services.api.dialects._common import (
 )
 from services.api.errors import register_renderer
 from services.categories import list_categories
-from services.commands import CommandService
-from services.settings import Settings
 
 DIALECT = "support"
 
@@ -218,8 +215,8 @@ def details_of(ticket: Ticket, messages: list[Message]) -> TicketDetails:
 async def create_ticket(
     request: Request[Any, Any, Any],
     data: JSONBody[CreateTicket],
-    commands: NamedDependency[CommandService],
 ) -> Envelope:
+    commands = commands_of(request)
     if data.subject is None:
         raise InvalidInput("subject is required", field="subject")
     if data.description is None:
@@ -257,14 +254,14 @@ async def create_ticket(
 )
 async def list_tickets(
     request: Request[Any, Any, Any],
-    commands: NamedDependency[CommandService],
-    pool: NamedDependency[asyncpg.Pool],
-    settings: NamedDependency[Settings],
     status: FromQuery[str | None] = None,
     priority: FromQuery[str | None] = None,
     page: FromQuery[str | None] = None,
     limit: FromQuery[str | None] = None,
 ) -> Envelope:
+    commands = commands_of(request)
+    pool = pool_of(request)
+    settings = settings_of(request)
     from projections.queries import TicketFilter
     from projections.queries import list_tickets as query
 
@@ -309,8 +306,8 @@ async def list_tickets(
 async def get_ticket(
     request: Request[Any, Any, Any],
     ticketId: FromPath[str],
-    commands: NamedDependency[CommandService],
 ) -> Envelope:
+    commands = commands_of(request)
     actor = actor_of(request)
     ticket, _ = await load_readable(
         commands, positive_int(ticketId, "ticketId", prefix="ticket"), actor
@@ -329,8 +326,8 @@ async def add_message(
     request: Request[Any, Any, Any],
     ticketId: FromPath[str],
     data: JSONBody[AddMessage],
-    commands: NamedDependency[CommandService],
 ) -> Envelope:
+    commands = commands_of(request)
     n = positive_int(ticketId, "ticketId", prefix="ticket")
     if data.message is None:
         raise InvalidInput("message is required", field="message")
@@ -363,9 +360,9 @@ async def add_message(
 async def close_ticket(
     request: Request[Any, Any, Any],
     ticketId: FromPath[str],
-    commands: NamedDependency[CommandService],
     data: JSONBody[CloseTicket | None] = None,
 ) -> Envelope:
+    commands = commands_of(request)
     n = positive_int(ticketId, "ticketId", prefix="ticket")
     result = await commands.close(
         await context(request, DIALECT), n, resolution=data.resolution if data else None
@@ -382,7 +379,8 @@ async def close_ticket(
     description="Seed 002.",
     operation_id="support_list_categories",
 )
-async def categories(pool: NamedDependency[asyncpg.Pool]) -> Envelope:
+async def categories(request: Request[Any, Any, Any]) -> Envelope:
+    pool = pool_of(request)
     return ok(
         [
             CategoryOut(categoryId=f"category_{c.id}", name=c.name, description=c.description)

@@ -6,10 +6,10 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, post
-from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from domain.errors import InvalidInput
+from services.api.deps import commands_of
 from services.api.dialects._common import (
     context,
     iso_z,
@@ -18,7 +18,6 @@ from services.api.dialects._common import (
     renamed,
 )
 from services.api.errors import register_renderer
-from services.commands import CommandService
 
 DIALECT = "tickets_message"
 PATH = "/api/tickets/message"
@@ -55,8 +54,8 @@ class ErrorBody(msgspec.Struct):
 async def add_message(
     request: Request[Any, Any, Any],
     data: JSONBody[AddMessage],
-    commands: NamedDependency[CommandService],
 ) -> MessageAdded:
+    commands = commands_of(request)
     ticket_id = positive_int(data.ticketId, "ticketId")
     if data.text is None:
         raise InvalidInput("text is required", field="text")
