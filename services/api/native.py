@@ -21,6 +21,7 @@ from litestar.params import HeaderParameter, Parameter
 from domain import ticket as domain
 from domain.errors import Forbidden, InvalidInput, TicketNotFound
 from domain.events import Actor, BodyType, Priority, Status, Visibility
+from projections.queries import TicketRow
 from services import categories as cats
 from services.api.auth import allow
 from services.api.deps import command_context, commands_of, consistent, pool_of, settings_of
@@ -103,6 +104,32 @@ class TicketSummaryOut(msgspec.Struct):
 class TicketPage(msgspec.Struct):
     items: list[TicketSummaryOut]
     next_cursor: str | None
+
+
+def summary_out(r: TicketRow, *, customer: bool) -> TicketSummaryOut:
+    """A list item from its read-model row (customers count public messages only)."""
+    return TicketSummaryOut(
+        id=r.id,
+        subject=r.subject,
+        status=r.status,
+        priority=r.priority,
+        category_id=r.category_id,
+        requester=ActorOut(id=r.requester_id, role=r.requester_role, name=r.requester_name),
+        assignee=r.assignee,
+        created_at=r.created_at,
+        updated_at=r.updated_at,
+        version=r.version,
+        first_response_due_at=r.first_response_due_at,
+        resolution_due_at=r.resolution_due_at,
+        first_response_breached=r.first_response_breached,
+        resolution_breached=r.resolution_breached,
+        sla_paused=r.sla_paused,
+        rating=r.rating,
+        message_count=r.public_message_count if customer else r.message_count,
+        last_activity_at=r.last_activity_at,
+        resolved_at=r.resolved_at,
+        closed_at=r.closed_at,
+    )
 
 
 class LogOut(msgspec.Struct):
@@ -421,31 +448,7 @@ async def list_tickets(
         set_projection_lag(request.scope, lag)
     customer = actor.role == "customer"
     return TicketPage(
-        items=[
-            TicketSummaryOut(
-                id=r.id,
-                subject=r.subject,
-                status=r.status,
-                priority=r.priority,
-                category_id=r.category_id,
-                requester=ActorOut(id=r.requester_id, role=r.requester_role, name=r.requester_name),
-                assignee=r.assignee,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-                version=r.version,
-                first_response_due_at=r.first_response_due_at,
-                resolution_due_at=r.resolution_due_at,
-                first_response_breached=r.first_response_breached,
-                resolution_breached=r.resolution_breached,
-                sla_paused=r.sla_paused,
-                rating=r.rating,
-                message_count=r.public_message_count if customer else r.message_count,
-                last_activity_at=r.last_activity_at,
-                resolved_at=r.resolved_at,
-                closed_at=r.closed_at,
-            )
-            for r in rows
-        ],
+        items=[summary_out(r, customer=customer) for r in rows],
         next_cursor=next_cursor,
     )
 
