@@ -24,6 +24,7 @@ from arq.worker import Function, Worker, create_worker
 from projections.runner import DEFAULT_BATCH, catch_up
 from services.commands import CommandService
 from services.db import create_pool
+from services.gctune import tune_for_serving
 from services.settings import Settings, SettingsError, load_settings
 from workers.codec import QUEUE_NAME, job_deserializer, job_serializer
 from workers.projector import Projector
@@ -166,7 +167,9 @@ def run(
 ) -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM (``ticketing worker``)."""
     use_uvloop()
-    make_worker(settings, queue_name=queue_name, batch_size=batch_size).run()
+    worker = make_worker(settings, queue_name=queue_name, batch_size=batch_size)
+    tune_for_serving()
+    worker.run()
 
 
 async def run_async(

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 import uvicorn
 
+from services.gctune import tune_for_serving
 from services.settings import Settings
 
 _SETTINGS_ENV = "TICKETING__SERVE_SETTINGS_JSON"
@@ -59,7 +60,9 @@ def app_from_env() -> Any:
         settings = load_settings()
     else:
         settings = msgspec.json.decode(raw, type=Settings)
-    return create_app(settings)
+    app = create_app(settings)
+    tune_for_serving()
+    return app
 
 
 def serve(settings: Settings, workers: int | None = None) -> None:
@@ -68,7 +71,9 @@ def serve(settings: Settings, workers: int | None = None) -> None:
     if n == 1:
         from services.api.app import create_app
 
-        uvicorn.run(create_app(settings), **_config_kwargs(settings))
+        app = create_app(settings)
+        tune_for_serving()
+        uvicorn.run(app, **_config_kwargs(settings))
         return
     os.environ[_SETTINGS_ENV] = msgspec.json.encode(settings).decode()
     uvicorn.run(
