@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -133,6 +133,83 @@ _NO_CHECK = (
 )
 
 
+# The same, but the query runs only when the read models moved since ``known`` (a
+# checkpoint the caller has a result for): when the projections are current and still at
+# ``known``, the lateral query's filter, which names only the check's columns, is a
+# one-time filter (OFFSET 0 keeps the subquery from being flattened into a join) and the
+# statement stops after the check. ``{n}``, ``{known_xid}`` and ``{known_pos}`` are the
+# parameters holding the number of projections and the known checkpoint.
+_UNLESS_UNCHANGED_SQL = """
+SELECT c.head_xid AS _rw_head_xid, c.head_pos AS _rw_head_pos, c.cp_xid AS _rw_cp_xid,
+       c.cp_pos AS _rw_cp_pos, c.n AS _rw_n, q.*
+FROM ({check}) c
+LEFT JOIN LATERAL (
+    SELECT * FROM ({query}) q0
+    WHERE NOT coalesce(c.n = {n} AND c.cp_xid = {known_xid}::xid8
+                       AND c.cp_pos = {known_pos}::bigint
+                       AND (c.head_xid, c.head_pos) <= (c.cp_xid, c.cp_pos), false)
+    OFFSET 0
+) q ON true
+"""
+
+
+class Versioned(NamedTuple):
+    """A read-model query's rows after read-your-writes, and what they were read at."""
+
+    rows: list[asyncpg.Record]  # FRESH_PREFIX check columns, then the query's own
+    lag: int | None  # None when current; else ms still behind after the wait
+    checkpoint: tuple[int, int] | None  # the read models' checkpoint when current, else None
+    unchanged: bool  # current and still at ``known``: the query did not run, rows == []
+
+
+async def fetch_versioned(
+    pool: asyncpg.Pool,
+    query: str,
+    args: list[Any],
+    wait_ms: int,
+    *,
+    known: tuple[int, int] | None = None,
+) -> Versioned:
+    """``fetch_consistent``, for callers that keep results: also returns the checkpoint the
+    rows were read at, and skips the query when the read models are still at ``known``
+    (the caller's earlier result is then exactly what the query would return: read models
+    change only in the transactions that move their checkpoint)."""
+    names = [p.NAME for p in PROJECTIONS]
+    n = len(args)
+    check = _HEAD_AND_CHECKPOINT_SQL.replace("$1::text[]", f"${n + 1}::text[]")
+    if known is None:
+        sql = _FRESH_SQL.format(check=check, query=query)
+        rows = await pool.fetch(sql, *args, names)
+    else:
+        sql = _UNLESS_UNCHANGED_SQL.format(
+            check=check, query=query, n=f"${n + 2}", known_xid=f"${n + 3}", known_pos=f"${n + 4}"
+        )
+        rows = await pool.fetch(sql, *args, names, len(names), known[0], known[1])
+    first = rows[0]
+    head: tuple[int, int] | None = None
+    checkpoint = (0, 0)
+    if first["_rw_head_xid"] is not None:
+        head = (int(first["_rw_head_xid"]), int(first["_rw_head_pos"]))
+        if first["_rw_n"] is not None and first["_rw_n"] >= len(names):
+            checkpoint = (int(first["_rw_cp_xid"]), int(first["_rw_cp_pos"]))
+    if head is None:  # an empty log: nothing to be behind, nothing worth keeping
+        return Versioned(_matched(rows), None, None, False)
+    if checkpoint >= head:
+        if known is not None and checkpoint == known and first["_rw_n"] == len(names):
+            return Versioned([], None, checkpoint, True)
+        return Versioned(_matched(rows), None, checkpoint, False)
+    lag = await _wait_until(pool, head, checkpoint, wait_ms)
+    rows = await pool.fetch(_FRESH_SQL.format(check=_NO_CHECK, query=query), *args)
+    return Versioned(_matched(rows), lag, None, False)
+
+
+def _matched(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    # the query matched nothing (or did not run): one row of check columns only
+    if len(rows) == 1 and all(v is None for v in list(rows[0].values())[FRESH_PREFIX:]):
+        return []
+    return rows
+
+
 async def fetch_consistent(
     pool: asyncpg.Pool, query: str, args: list[Any], wait_ms: int
 ) -> tuple[list[asyncpg.Record], int | None]:
@@ -142,26 +219,8 @@ async def fetch_consistent(
     query's own; ``lag`` is None when the projections are current, else the remaining lag
     in ms after waiting ``wait_ms`` (the rows are then those of a fresh run of the query).
     """
-    names = [p.NAME for p in PROJECTIONS]
-    check = _HEAD_AND_CHECKPOINT_SQL.replace("$1::text[]", f"${len(args) + 1}::text[]")
-    rows = await pool.fetch(_FRESH_SQL.format(check=check, query=query), *args, names)
-    first = rows[0]
-    if first["_rw_head_xid"] is None:
-        fresh = True  # an empty log
-    else:
-        head = (int(first["_rw_head_xid"]), int(first["_rw_head_pos"]))
-        checkpoint = (0, 0)
-        if first["_rw_n"] is not None and first["_rw_n"] >= len(names):
-            checkpoint = (int(first["_rw_cp_xid"]), int(first["_rw_cp_pos"]))
-        fresh = checkpoint >= head
-    lag = None
-    if not fresh:
-        lag = await _wait_until(pool, head, checkpoint, wait_ms)
-        rows = await pool.fetch(_FRESH_SQL.format(check=_NO_CHECK, query=query), *args)
-    # the query matched nothing: one row of check columns only
-    if len(rows) == 1 and all(v is None for v in list(rows[0].values())[FRESH_PREFIX:]):
-        rows = []
-    return rows, lag
+    found = await fetch_versioned(pool, query, args, wait_ms)
+    return found.rows, found.lag
 
 
 async def projection_lag(pool: asyncpg.Pool) -> dict[str, Any]:
