@@ -580,6 +580,23 @@ class Bench:
             "keyword": Op(
                 "keyword", "GET", "/v1/tickets?q={word}&limit=20", None, auth, words=WORDS
             ),
+            # The same two queries with Cache-Control: no-cache, which skips the API's
+            # page cache: what a list costs when the read models changed since the last.
+            "list_uncached": Op(
+                "list_uncached",
+                "GET",
+                "/v1/tickets?status=open&priority=high&limit=20",
+                None,
+                {**auth, "Cache-Control": "no-cache"},
+            ),
+            "keyword_uncached": Op(
+                "keyword_uncached",
+                "GET",
+                "/v1/tickets?q={word}&limit=20",
+                None,
+                {**auth, "Cache-Control": "no-cache"},
+                words=WORDS,
+            ),
             "raise": Op("raise", "POST", "/v1/tickets", raise_body, js),
             "message": Op(
                 "message", "POST", "/v1/tickets/{id}/messages", msg_body, js, id_range=ids

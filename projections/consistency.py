@@ -29,14 +29,15 @@ LIMIT 1
 # trip): what a read-your-writes query costs when the projections are already current.
 _HEAD_AND_CHECKPOINT_SQL = """
 SELECT h.transaction_id AS head_xid, h.position AS head_pos,
-       c.transaction_id AS cp_xid, c.position AS cp_pos, c.n
+       c.transaction_id AS cp_xid, c.position AS cp_pos, c.n, c.updated_at AS cp_at
 FROM (SELECT 1) one
 LEFT JOIN (
     SELECT transaction_id, position FROM events
     ORDER BY transaction_id DESC, position DESC LIMIT 1
 ) h ON true
 LEFT JOIN (
-    SELECT transaction_id, position, count(*) OVER () AS n FROM projection_checkpoints
+    SELECT transaction_id, position, updated_at, count(*) OVER () AS n
+    FROM projection_checkpoints
     WHERE name = ANY($1::text[])
     ORDER BY transaction_id, position
     LIMIT 1
@@ -121,36 +122,37 @@ async def _wait_until(
 # the parameter holding the projection names.
 _FRESH_SQL = """
 SELECT c.head_xid AS _rw_head_xid, c.head_pos AS _rw_head_pos, c.cp_xid AS _rw_cp_xid,
-       c.cp_pos AS _rw_cp_pos, c.n AS _rw_n, q.*
+       c.cp_pos AS _rw_cp_pos, c.n AS _rw_n, c.cp_at AS _rw_cp_at, q.*
 FROM ({check}) c
 LEFT JOIN LATERAL ({query}) q ON true
 """
 
-FRESH_PREFIX = 5  # columns the check puts before the query's own
-_NO_CHECK = (
-    "SELECT NULL::xid8 AS head_xid, NULL::bigint AS head_pos, NULL::xid8 AS cp_xid, "
-    "NULL::bigint AS cp_pos, NULL::bigint AS n"
-)
+FRESH_PREFIX = 6  # columns the check puts before the query's own
 
 
-# The same, but the query runs only when the read models moved since ``known`` (a
-# checkpoint the caller has a result for): when the projections are current and still at
-# ``known``, the lateral query's filter, which names only the check's columns, is a
-# one-time filter (OFFSET 0 keeps the subquery from being flattened into a join) and the
-# statement stops after the check. ``{n}``, ``{known_xid}`` and ``{known_pos}`` are the
-# parameters holding the number of projections and the known checkpoint.
+# The same, but the query runs only when the read models moved since ``known``, the
+# version (checkpoint and its updated_at) the caller has a result for. The checkpoint
+# alone is not enough: a rebuild swaps in new tables (perhaps built by fixed projection
+# code) that can stand at the same checkpoint, but never with the same updated_at. When
+# the projections are current and still at ``known``, the lateral query's filter, which
+# names only the check's columns, is a one-time filter (OFFSET 0 keeps the subquery from
+# being flattened into a join) and the statement stops after the check. ``{n}`` and
+# ``{known_*}`` are the parameters holding the number of projections and the version.
 _UNLESS_UNCHANGED_SQL = """
 SELECT c.head_xid AS _rw_head_xid, c.head_pos AS _rw_head_pos, c.cp_xid AS _rw_cp_xid,
-       c.cp_pos AS _rw_cp_pos, c.n AS _rw_n, q.*
+       c.cp_pos AS _rw_cp_pos, c.n AS _rw_n, c.cp_at AS _rw_cp_at, q.*
 FROM ({check}) c
 LEFT JOIN LATERAL (
     SELECT * FROM ({query}) q0
     WHERE NOT coalesce(c.n = {n} AND c.cp_xid = {known_xid}::xid8
-                       AND c.cp_pos = {known_pos}::bigint
+                       AND c.cp_pos = {known_pos}::bigint AND c.cp_at = {known_at}
                        AND (c.head_xid, c.head_pos) <= (c.cp_xid, c.cp_pos), false)
     OFFSET 0
 ) q ON true
 """
+
+# The read models' version: their checkpoint and when it was written.
+ReadModelVersion = tuple[int, int, datetime]
 
 
 class Versioned(NamedTuple):
@@ -158,8 +160,19 @@ class Versioned(NamedTuple):
 
     rows: list[asyncpg.Record]  # FRESH_PREFIX check columns, then the query's own
     lag: int | None  # None when current; else ms still behind after the wait
-    checkpoint: tuple[int, int] | None  # the read models' checkpoint when current, else None
+    version: ReadModelVersion | None  # the read models' version when current, else None
     unchanged: bool  # current and still at ``known``: the query did not run, rows == []
+
+
+def _version(row: asyncpg.Record, projections: int) -> ReadModelVersion | None:
+    """The version a check row saw, if the projections were current in its snapshot."""
+    if row["_rw_head_xid"] is None or row["_rw_n"] is None or row["_rw_n"] < projections:
+        return None
+    head = (int(row["_rw_head_xid"]), int(row["_rw_head_pos"]))
+    checkpoint = (int(row["_rw_cp_xid"]), int(row["_rw_cp_pos"]))
+    if checkpoint < head:
+        return None
+    return (*checkpoint, row["_rw_cp_at"])
 
 
 async def fetch_versioned(
@@ -168,39 +181,44 @@ async def fetch_versioned(
     args: list[Any],
     wait_ms: int,
     *,
-    known: tuple[int, int] | None = None,
+    known: ReadModelVersion | None = None,
 ) -> Versioned:
-    """``fetch_consistent``, for callers that keep results: also returns the checkpoint the
-    rows were read at, and skips the query when the read models are still at ``known``
+    """``fetch_consistent``, for callers that keep results: also returns the read models'
+    version the rows were read at, and skips the query when they are still at ``known``
     (the caller's earlier result is then exactly what the query would return: read models
     change only in the transactions that move their checkpoint)."""
     names = [p.NAME for p in PROJECTIONS]
     n = len(args)
     check = _HEAD_AND_CHECKPOINT_SQL.replace("$1::text[]", f"${n + 1}::text[]")
+    fresh_sql = _FRESH_SQL.format(check=check, query=query)
     if known is None:
-        sql = _FRESH_SQL.format(check=check, query=query)
-        rows = await pool.fetch(sql, *args, names)
+        rows = await pool.fetch(fresh_sql, *args, names)
     else:
         sql = _UNLESS_UNCHANGED_SQL.format(
-            check=check, query=query, n=f"${n + 2}", known_xid=f"${n + 3}", known_pos=f"${n + 4}"
+            check=check,
+            query=query,
+            n=f"${n + 2}",
+            known_xid=f"${n + 3}",
+            known_pos=f"${n + 4}",
+            known_at=f"${n + 5}",
         )
-        rows = await pool.fetch(sql, *args, names, len(names), known[0], known[1])
+        rows = await pool.fetch(sql, *args, names, len(names), *known)
     first = rows[0]
-    head: tuple[int, int] | None = None
-    checkpoint = (0, 0)
-    if first["_rw_head_xid"] is not None:
-        head = (int(first["_rw_head_xid"]), int(first["_rw_head_pos"]))
-        if first["_rw_n"] is not None and first["_rw_n"] >= len(names):
-            checkpoint = (int(first["_rw_cp_xid"]), int(first["_rw_cp_pos"]))
-    if head is None:  # an empty log: nothing to be behind, nothing worth keeping
+    if first["_rw_head_xid"] is None:  # an empty log: nothing to be behind, nothing to keep
         return Versioned(_matched(rows), None, None, False)
-    if checkpoint >= head:
-        if known is not None and checkpoint == known and first["_rw_n"] == len(names):
-            return Versioned([], None, checkpoint, True)
-        return Versioned(_matched(rows), None, checkpoint, False)
+    version = _version(first, len(names))
+    if version is not None:
+        if version == known:
+            return Versioned([], None, version, True)
+        return Versioned(_matched(rows), None, version, False)
+    head = (int(first["_rw_head_xid"]), int(first["_rw_head_pos"]))
+    checkpoint = (0, 0)
+    if first["_rw_n"] is not None and first["_rw_n"] >= len(names):
+        checkpoint = (int(first["_rw_cp_xid"]), int(first["_rw_cp_pos"]))
     lag = await _wait_until(pool, head, checkpoint, wait_ms)
-    rows = await pool.fetch(_FRESH_SQL.format(check=_NO_CHECK, query=query), *args)
-    return Versioned(_matched(rows), lag, None, False)
+    # read again with the check: when the wait succeeded the rows come with their version
+    rows = await pool.fetch(fresh_sql, *args, names)
+    return Versioned(_matched(rows), lag, None if lag else _version(rows[0], len(names)), False)
 
 
 def _matched(rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
