@@ -167,6 +167,10 @@ class CommandService:
         events = await self.store.read_stream(ticket_id)
         return domain.fold((e.event, e.occurred_at) for e in events), events
 
+    async def load_ticket(self, ticket_id: int) -> domain.Ticket | None:
+        """The ticket folded from its events, for showing it (``load`` without the events)."""
+        return domain.fold(await self.store.read_facts(ticket_id))
+
     # --- commands ----------------------------------------------------------------------
 
     async def raise_ticket(

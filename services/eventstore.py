@@ -212,6 +212,16 @@ class EventStore:
             rows = await self.pool.fetch(sql, stream_id)
         return [row_to_event(r) for r in rows]
 
+    async def read_facts(self, stream_id: int) -> list[tuple[Event, datetime]]:
+        """A stream's events and occurred-at times only: all a fold needs, for reads that
+        show a ticket (no metadata, hashes or positions to fetch and decode)."""
+        rows = await self.pool.fetch(
+            "SELECT type, schema, data, occurred_at FROM events WHERE stream_id = $1 "
+            "ORDER BY version",
+            stream_id,
+        )
+        return [(decode_event(r[0], r[1], r[2]), r[3]) for r in rows]
+
     async def read_stream_and_next_id(
         self, stream_id: int, sequence: str, *, conn: asyncpg.Connection | None = None
     ) -> tuple[list[RecordedEvent], int]:

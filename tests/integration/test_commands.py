@@ -336,3 +336,18 @@ async def test_a_client_time_in_the_future_is_refused_and_a_past_one_keeps_updat
     r = await svc.post_message(Context(actor=CUSTOMER, occurred_at=past), tid, body="old mail")
     assert r.ticket.messages[-1].created_at == past
     assert r.ticket.updated_at > past  # last activity never moves backwards
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+async def test_load_ticket_folds_the_same_ticket_as_load(svc: CommandService) -> None:
+    tid = await new_ticket(svc)
+    await svc.post_message(Context(actor=AGENT), tid, body="on it", visibility="internal")
+    await svc.post_message(Context(actor=CUSTOMER), tid, body="thanks")
+    await svc.assign(Context(actor=AGENT), tid, assignee=AGENT.id)
+    await svc.close(Context(actor=CUSTOMER), tid, resolution="fixed")
+    full, events = await svc.load(tid)
+    assert len(events) == 5 and full is not None and full.version == 5
+    assert await svc.load_ticket(tid) == full
+    assert await svc.load_ticket(tid + 10_000) is None
