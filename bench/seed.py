@@ -48,18 +48,32 @@ COLUMNS = (
 
 
 def _ticket_rows(
-    ticket_id: int, rnd: random.Random, now: datetime, policy: dict[str, SlaTargets], overdue: bool
+    ticket_id: int,
+    rnd: random.Random,
+    now: datetime,
+    policy: dict[str, SlaTargets],
+    overdue: bool,
+    text: tuple[str, str] | None = None,
+    spread_seconds: int = 3000,
 ) -> tuple[tuple[object, ...], tuple[object, ...]]:
     customer = f"customer-{rnd.randint(1, 5000)}"
     actor = Actor(id=customer, role="customer", name=f"Customer {customer[9:]}")
     w = rnd.sample(WORDS, 3)
-    at = now - timedelta(days=3) if overdue else now - timedelta(seconds=rnd.randint(0, 3000))
+    at = (
+        now - timedelta(days=3)
+        if overdue
+        else now - timedelta(seconds=rnd.randint(0, spread_seconds))
+    )
+    subject, description = text or (
+        f"{w[0].capitalize()} {w[1]} problem",
+        " ".join([w[2], *rnd.sample(FILLER, 6)]),
+    )
     cmd = RaiseTicket(
         actor=actor,
         now=at,
         ticket_id=ticket_id,
-        subject=f"{w[0].capitalize()} {w[1]} problem",
-        description=" ".join([w[2], *rnd.sample(FILLER, 6)]),
+        subject=subject,
+        description=description,
         category_id=rnd.randint(1, 5),
         sla_policy=policy,
         priority=rnd.choice(PRIORITIES),
@@ -85,8 +99,15 @@ async def seed_tickets(
     overdue_every: int = 1000,
     seed: int = 42,
     progress: Callable[[int, int], None] | None = None,
+    text: tuple[str, str] | None = None,
+    spread_seconds: int = 3000,
 ) -> tuple[int, int]:
-    """Append ``count`` TicketRaised streams; return (first_id, last_id)."""
+    """Append ``count`` TicketRaised streams; return (first_id, last_id).
+
+    Each is raised up to ``spread_seconds`` before now; ``text`` gives every ticket the
+    same (subject, description) instead of drawing them from ``WORDS`` (the bench's
+    raise phase adds such identical tickets).
+    """
     rnd = random.Random(seed)
     policy = {str(k): v for k, v in parse_targets(DEFAULT_SLA_TARGETS).items()}
     conn = await asyncpg.connect(dsn)
@@ -102,7 +123,7 @@ async def seed_tickets(
             for i in range(n):
                 tid = first + done + i
                 overdue = overdue_every > 0 and tid % overdue_every == 0
-                e, s = _ticket_rows(tid, rnd, now, policy, overdue)
+                e, s = _ticket_rows(tid, rnd, now, policy, overdue, text, spread_seconds)
                 events.append(e)
                 streams.append(s)
             async with conn.transaction():

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from projections.runner import Batch
 
 NAME = "counts"
+PARAMS = 6  # parameters upsert_ctes takes
 
 
 def rebuild_sql(s: str) -> list[str]:

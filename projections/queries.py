@@ -11,14 +11,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
+from collections import OrderedDict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 import msgspec
 
 from domain.events import PRIORITIES, STATUSES
 from domain.sla import end_of_local_day
+from projections import tsquery
+from projections.tickets import term_key_sql
+from projections.tsquery import Cover
+
+if TYPE_CHECKING:
+    from projections.consistency import ReadModelVersion
 
 DERIVED_STATUSES = ("unresolved", "unassigned", "overdue", "duetoday")
 MAX_LIMIT = 1000
@@ -173,10 +181,19 @@ def _list_sql(
     offset: int | None,
     now: datetime,
     timezone: str,
+    keyword: KeywordPlan | None = None,
 ) -> tuple[str, list[Any]]:
+    """The list statement and its arguments. A full-text filter is served by
+    ``_keyword_sql`` when ``keyword`` (its ``keyword_plan``) is given."""
     args: list[Any] = []
-    if offset is None and f.q is not None and f.q.strip():
-        return _keyword_sql(f, limit=limit, cursor=cursor, now=now, timezone=timezone)
+    if offset is not None and offset < 0:
+        raise ValueError("offset must not be negative")
+    if keyword is not None and f.q is not None and f.q.strip():
+        planned = _keyword_sql(
+            f, keyword, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone
+        )
+        if planned is not None:
+            return planned
     where = _where(f, now, timezone, args)
     if offset is None and cursor:
         c_at, c_id = decode_cursor(cursor)
@@ -189,24 +206,242 @@ def _list_sql(
     args.append(limit + 1)
     sql += f" LIMIT ${len(args)}"
     if offset is not None:
-        if offset < 0:
-            raise ValueError("offset must not be negative")
         args.append(offset)
         sql += f" OFFSET ${len(args)}"
     return sql, args
 
 
-# How many of the newest (otherwise filtered) tickets a keyword search checks before it
-# turns to the full-text index. Walking newest-first is fastest for common words, but a
-# word absent from recent tickets would walk the whole table; the GIN index is fastest
-# for rare words, but slow for common ones (it fetches every match, then sorts).
+# --- keyword search ---------------------------------------------------------------------
+#
+# ``ticket_search_terms`` holds one row per distinct lexeme of each ticket's ``search``
+# vector, indexed so that one lexeme's rows read backwards are the tickets containing it,
+# newest first (migrations/0105_search_terms.sql). A query's cover (projections.tsquery)
+# names, per alternative, lexemes that every match contains; the walk takes the rarest of
+# each, joins the summaries, keeps the rows that pass every filter and the full
+# ``search @@ query`` check, and stops after one page: exactly the newest matches, after
+# as many rows as it takes to find them, however the matches are spread over time.
+#
+# Only when a walk covers KEYWORD_WALK_WINDOW rows without filling the page (the other
+# filters or the rest of the query reject nearly everything the lexeme matches) does the
+# statement look further: at the newest KEYWORD_RECENT_WINDOW tickets that pass the other
+# filters (their own index), then at every match through the indexes the planner prefers
+# (full-text included), sorted. A query without a cover (only negations, or an
+# alternative that is one) keeps the previous plan: the newest KEYWORD_RECENT_WINDOW
+# tickets, then the full-text index.
+
+KEYWORD_WALK_WINDOW = 2000
+KEYWORD_PICK_BOUND = 500  # rows counted per candidate lexeme when choosing the rarest
 KEYWORD_RECENT_WINDOW = 2000
+KEYWORD_PLAN_CACHE = 4096  # distinct query texts whose parse is kept per process
+TERM_STATS_TTL_S = 300.0  # how long the lexeme frequencies from pg_stats are reused
+
+
+class KeywordPlan(NamedTuple):
+    """What ``websearch_to_tsquery('english', q)`` gives, and the walk it allows."""
+
+    tsquery: str  # its text form; '' when q has only stop words (it then matches nothing)
+    cover: Cover | None  # projections.tsquery.plan; () for the empty query
+
+
+_plans: OrderedDict[str, KeywordPlan] = OrderedDict()
+_term_stats: tuple[float, dict[str, float]] = (float("-inf"), {})
+
+
+async def keyword_plan(runner: asyncpg.Pool | asyncpg.Connection, q: str) -> KeywordPlan:
+    """The plan for full-text query ``q``: from a bounded in-process LRU, else one round
+    trip (the parse depends only on the text and the fixed 'english' configuration)."""
+    q = q.strip()
+    found = _plans.get(q)
+    if found is not None:
+        _plans.move_to_end(q)
+        return found
+    text = await runner.fetchval("SELECT websearch_to_tsquery('english', $1)::text", q)
+    plan = KeywordPlan(text or "", tsquery.plan(text or ""))
+    _plans[q] = plan
+    while len(_plans) > KEYWORD_PLAN_CACHE:
+        _plans.popitem(last=False)
+    return plan
+
+
+async def _order_candidates(runner: asyncpg.Pool | asyncpg.Connection, plan: KeywordPlan) -> None:
+    """Refresh (at most every TERM_STATS_TTL_S) the lexeme frequencies that break ties
+    between candidates: PostgreSQL's most-common-values statistics of the term index."""
+    global _term_stats
+    if plan.cover is None or all(len(g) < 2 for g in plan.cover):
+        return
+    loop_now = time.monotonic()
+    if loop_now - _term_stats[0] < TERM_STATS_TTL_S:
+        return
+    row = await runner.fetchrow(
+        "SELECT most_common_vals::text::text[] AS vals, most_common_freqs AS freqs "
+        "FROM pg_stats WHERE schemaname = current_schema() "
+        "AND tablename = 'ticket_search_terms' AND attname = 'term'"
+    )
+    freqs: dict[str, float] = {}
+    if row is not None and row["vals"] is not None:
+        freqs = dict(zip(row["vals"], row["freqs"], strict=False))
+    _term_stats = (loop_now, freqs)
 
 
 def _keyword_sql(
+    f: TicketFilter,
+    plan: KeywordPlan,
+    *,
+    limit: int,
+    cursor: str | None,
+    offset: int | None,
+    now: datetime,
+    timezone: str,
+) -> tuple[str, list[Any]] | None:
+    """The keyword statement for ``plan`` (None: use the plain filter)."""
+    if plan.cover is None:
+        if offset is not None:
+            return None
+        return _recent_window_sql(f, limit=limit, cursor=cursor, now=now, timezone=timezone)
+    if plan.cover == ():
+        # only stop words: ``search @@ ''`` is false for every row
+        _where(f, now, timezone, [], include_q=False)  # the same errors as the plain filter
+        if cursor and offset is None:
+            decode_cursor(cursor)
+        return f"SELECT {TICKET_COLUMNS} FROM ticket_summaries WHERE false", []
+    return _walk_sql(
+        f, plan.cover, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone
+    )
+
+
+def _walk_sql(
+    f: TicketFilter,
+    cover: Cover,
+    *,
+    limit: int,
+    cursor: str | None,
+    offset: int | None,
+    now: datetime,
+    timezone: str,
+) -> tuple[str, list[Any]]:
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    base = _where(f, now, timezone, args, include_q=False)
+    assert f.q is not None
+    match = f"search @@ websearch_to_tsquery('english', {arg(f.q.strip())})"
+    after: tuple[str, str] | None = None
+    summary_cursor = ""
+    if cursor and offset is None:
+        c_at, c_id = decode_cursor(cursor)
+        after = (arg(c_at), arg(c_id))
+        summary_cursor = f" AND (created_at, id) < ({after[0]}, {after[1]})"
+    n = arg(limit + 1)
+    skip = arg(offset or 0)
+    window = arg(KEYWORD_WALK_WINDOW + (offset or 0))
+    freqs = _term_stats[1]
+    ctes: list[str] = []
+    terms: list[str] = []
+    for g, group in enumerate(cover):
+        if len(group) == 1:
+            terms.append(f"{arg(group[0])}::text")
+            continue
+        # the rarest candidate: a bounded count each, ties broken by the statistics
+        ordered = sorted(group, key=lambda t: freqs.get(t, 0.0))
+        ctes.append(
+            f"pick{g} AS MATERIALIZED (SELECT u.t FROM unnest({arg(ordered)}::text[]) "
+            "WITH ORDINALITY AS u(t, i) ORDER BY (SELECT count(*) FROM ("
+            f"{_term_rows('u.t', after, '1')} LIMIT {arg(KEYWORD_PICK_BOUND)}) c), u.i LIMIT 1)"
+        )
+        terms.append(f"(SELECT t FROM pick{g})")
+    columns = "k.walk_key AS w_key, k.created_at AS w_at, k.ticket_id AS w_id"
+    walks = [
+        f"{_term_rows(t, after, columns)} "
+        "ORDER BY k.walk_key DESC, k.created_at DESC, k.ticket_id DESC LIMIT " + window
+        for t in terms
+    ]
+    if len(walks) == 1:  # the index order: within one term, newest first
+        walk = walks[0]
+        distinct = ""
+        walk_order = "w.w_key DESC, w.w_at DESC, w.w_id DESC"
+    else:  # one walk per alternative, merged newest first; a ticket may come from several
+        merged = " UNION ALL ".join(f"({w})" for w in walks)
+        walk = f"SELECT w_at, w_id FROM ({merged}) m ORDER BY w_at DESC, w_id DESC LIMIT {window}"
+        distinct = "DISTINCT ON (w.w_at, w.w_id) "
+        walk_order = "w.w_at DESC, w.w_id DESC"
+    order = "ORDER BY created_at DESC, id DESC"
+    # On rows already found the query is a filter: kept away from the full-text index,
+    # which the planner would otherwise intersect (fetching every match) with the others.
+    check = f"({match}) IS TRUE"
+    # Each stage looks at a bounded number of rows and either settles the page (it is
+    # full, or the stage saw every candidate) or hands over to the next stage.
+    stages: list[tuple[str, list[str]]] = [
+        (
+            "walked",
+            [
+                f"walked AS MATERIALIZED (SELECT {distinct}{TICKET_COLUMNS} FROM ({walk}) w "
+                "JOIN ticket_summaries s ON s.id = w.w_id WHERE {pending} AND "
+                f"{base} AND {check} ORDER BY {walk_order} LIMIT {n} OFFSET {skip})",
+                # the page is complete, or the walk met every ticket holding its lexemes
+                f"walked_done AS (SELECT (SELECT count(*) FROM walked) >= {n} "
+                f"OR (SELECT count(*) FROM ({walk}) c) < {window} AS yes)",
+            ],
+        )
+    ]
+    if base != "TRUE":
+        # The other filters reject most of the lexeme's tickets: walk theirs instead (the
+        # newest ones, through the filters' own index), e.g. a customer's own tickets.
+        recent = arg(KEYWORD_RECENT_WINDOW + (offset or 0))
+        stage = (
+            "recent",
+            [
+                f"recent_rows AS MATERIALIZED (SELECT {TICKET_COLUMNS}, search "
+                f"FROM ticket_summaries WHERE {{pending}} AND {base}{summary_cursor} {order} "
+                f"LIMIT {recent})",
+                f"recent AS MATERIALIZED (SELECT {TICKET_COLUMNS} FROM recent_rows "
+                f"WHERE {check} {order} LIMIT {n} OFFSET {skip})",
+                f"recent_done AS (SELECT (SELECT count(*) FROM recent) >= {n} "
+                f"OR (SELECT count(*) FROM recent_rows) < {recent} AS yes)",
+            ],
+        )
+        # a customer's list (requester set) holds few tickets: look at those first
+        stages.insert(0 if f.requester is not None else 1, stage)
+    ctes_sql = list(ctes)
+    branches: list[str] = []
+    pending = "true"
+    for name, stage_ctes in stages:
+        ctes_sql += [c.replace("{pending}", pending) for c in stage_ctes]
+        branches.append(
+            f"SELECT {TICKET_COLUMNS} FROM {name} WHERE {pending} AND (SELECT yes FROM {name}_done)"
+        )
+        pending += f" AND NOT (SELECT yes FROM {name}_done)"
+    branches.append(
+        # the indexes the planner prefers, full-text included, then a sort: every match.
+        # OFFSET 0 keeps the planner from walking the created_at index for this branch.
+        f"(SELECT {TICKET_COLUMNS} FROM (SELECT {TICKET_COLUMNS} FROM ticket_summaries "
+        f"WHERE {base} AND {match}{summary_cursor} OFFSET 0) g "
+        f"WHERE {pending} {order} LIMIT {n} OFFSET {skip})"
+    )
+    sql = f"WITH {', '.join(ctes_sql)} SELECT * FROM ({' UNION ALL '.join(branches)}) k {order}"
+    return sql, args
+
+
+def _term_rows(term: str, after: tuple[str, str] | None, columns: str) -> str:
+    """The ``ticket_search_terms`` rows of lexeme ``term`` (an SQL expression) older than
+    the cursor ``after``, through the walk index: the term's key range."""
+    low = f"(hashtext({term})::bigint << 32)"
+    sql = (
+        f"SELECT {columns} FROM ticket_search_terms k WHERE k.walk_key >= {low} "
+        f"AND k.walk_key <= ({low} | 4294967295) AND k.term = {term}"
+    )
+    if after is not None:
+        key = term_key_sql(term, f"{after[0]}::timestamptz")
+        sql += f" AND (k.walk_key, k.created_at, k.ticket_id) < ({key}, {after[0]}, {after[1]})"
+    return sql
+
+
+def _recent_window_sql(
     f: TicketFilter, *, limit: int, cursor: str | None, now: datetime, timezone: str
 ) -> tuple[str, list[Any]]:
-    """One statement, two plans: the matches among the newest tickets when they fill the
+    """A query without a cover: the matches among the newest tickets when they fill the
     page (they are then exactly the newest matches), else the full-text index."""
     args: list[Any] = []
     base = _where(f, now, timezone, args, include_q=False)
@@ -236,6 +471,16 @@ def _keyword_sql(
     return sql, args
 
 
+async def _plan_for(
+    runner: asyncpg.Pool | asyncpg.Connection, f: TicketFilter
+) -> KeywordPlan | None:
+    if f.q is None or not f.q.strip():
+        return None
+    plan = await keyword_plan(runner, f.q)
+    await _order_candidates(runner, plan)
+    return plan
+
+
 def _page(rows: list[TicketRow], limit: int) -> tuple[list[TicketRow], str | None]:
     items = rows[:limit]
     next_cursor = None
@@ -260,7 +505,10 @@ async def list_tickets(
     Returns the page and the cursor of the next page (None on the last page).
     """
     limit = max(1, min(int(limit), MAX_LIMIT))
-    sql, args = _list_sql(f, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone)
+    plan = await _plan_for(pool, f)
+    sql, args = _list_sql(
+        f, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone, keyword=plan
+    )
     rows = await pool.fetch(sql, *args)
     return _page([_ticket(r) for r in rows], limit)
 
@@ -281,10 +529,49 @@ async def list_tickets_consistent(
     from projections.consistency import FRESH_PREFIX, fetch_consistent
 
     limit = max(1, min(int(limit), MAX_LIMIT))
-    sql, args = _list_sql(f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone)
+    plan = await _plan_for(pool, f)
+    sql, args = _list_sql(
+        f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone, keyword=plan
+    )
     rows, lag = await fetch_consistent(pool, sql, args, wait_ms)
     items, next_cursor = _page([TicketRow(*r[FRESH_PREFIX:]) for r in rows], limit)
     return items, next_cursor, lag
+
+
+class Page(NamedTuple):
+    """One page of a list, with what it was read at (``consistency.fetch_versioned``)."""
+
+    rows: list[TicketRow]
+    next_cursor: str | None
+    lag: int | None  # ms still behind after the read-your-writes wait; None when current
+    version: ReadModelVersion | None  # the read models' version, when current
+    unchanged: bool  # the read models are still at ``known``: rows were not read again
+
+
+async def list_page_consistent(
+    pool: asyncpg.Pool,
+    f: TicketFilter,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    now: datetime,
+    timezone: str,
+    wait_ms: int,
+    known: ReadModelVersion | None = None,
+) -> Page:
+    """``list_tickets_consistent`` for callers that keep pages: the page comes with the
+    read models' version it was read at, and when the read models are current and still at
+    ``known`` the statement returns at once with ``unchanged`` set and no rows."""
+    from projections.consistency import FRESH_PREFIX, fetch_versioned
+
+    limit = max(1, min(int(limit), MAX_LIMIT))
+    plan = await _plan_for(pool, f)
+    sql, args = _list_sql(
+        f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone, keyword=plan
+    )
+    found = await fetch_versioned(pool, sql, args, wait_ms, known=known)
+    items, next_cursor = _page([TicketRow(*r[FRESH_PREFIX:]) for r in found.rows], limit)
+    return Page(items, next_cursor, found.lag, found.version, found.unchanged)
 
 
 async def count_tickets(

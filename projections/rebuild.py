@@ -4,7 +4,8 @@ Live tables: the read models that queries and the runner use are the tables name
 ``READ_MODEL_TABLES`` in the ``public`` schema (``LIVE_SCHEMA``), together with their
 ``projection_checkpoints``. A rebuild creates the same tables in a scratch schema
 (running every ``projections/migrations/*.sql`` file with ``search_path`` set to it),
-replays the whole log into them in bulk (fold in Python, COPY), catches them up, and
+replays the whole log into them in bulk (fold in Python, COPY; the database computes the
+search vectors and the term index's rows from them), catches them up, and
 then, in one transaction holding the runner's lock, applies the last events and swaps
 the tables: the live ones move out to a schema that is dropped, the new ones move into
 ``public``. Queries name tables unqualified, so they keep being served throughout (a
@@ -18,14 +19,16 @@ stops there (``ticketing audit verify`` compares it with the live tables).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import gc
 import time
 import uuid
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
+import msgspec
 
 from domain.events import MessagePosted
 from projections import counts, tickets
@@ -47,10 +50,11 @@ from projections.runner import (
     quote_ident,
 )
 from services.db import SERVER_SETTINGS
-from services.eventstore import EventStore, RecordedEvent
+from services.eventstore import Metadata, RecordedEvent, decode_event
 
 READ_MODEL_TABLES = (
     "ticket_summaries",
+    "ticket_search_terms",
     "ticket_messages",
     "ticket_logs",
     "category_counts",
@@ -59,10 +63,9 @@ READ_MODEL_TABLES = (
 )
 REBUILD_LOCK = 7_310_102  # session advisory lock: one rebuild at a time
 READ_BATCH = 20_000
+SUMMARY_CHUNK = 25_000  # tickets per COPY (one short transaction each) in the bulk fill
 CATCH_UP_BATCH = 5_000
 INDEX_BUILD_MEMORY = "256MB"  # per index build, during a rebuild only
-
-_READER = EventStore(cast(asyncpg.Pool, None))
 
 
 def projection_migrations() -> list[tuple[str, str]]:
@@ -82,6 +85,39 @@ async def create_schema(conn: asyncpg.Connection, schema: str) -> None:
             await conn.execute(sql)
 
 
+# EventStore.read_all's commit-safe order, with only what the fold and the log rows use
+# (the hashes and recording times are left out: fewer values to decode per event).
+_READ_SQL = """
+SELECT position, transaction_id, stream_id, version, type, schema, data, metadata, occurred_at
+FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, position
+LIMIT $3
+"""
+_metadata = msgspec.json.Decoder(Metadata)
+
+
+def _event(row: asyncpg.Record) -> RecordedEvent:
+    position, xid, stream_id, version, type_, schema, data, meta, at = row
+    return RecordedEvent(
+        position=position,
+        transaction_id=xid,
+        stream_id=stream_id,
+        version=version,
+        type=type_,
+        schema=schema,
+        event=decode_event(type_, schema, data),
+        metadata=_metadata.decode(meta),
+        occurred_at=at,
+        recorded_at=at,  # not read (not used by the read models)
+        hash=b"",
+        prev_hash=None,
+        data_raw=data,
+        metadata_raw=meta,
+    )
+
+
 async def _read_batches(dsn: str, out: asyncio.Queue[list[RecordedEvent] | BaseException]) -> None:
     """Fetch the log in commit-safe order on a connection of its own (overlaps the fold)."""
     try:
@@ -89,7 +125,7 @@ async def _read_batches(dsn: str, out: asyncio.Queue[list[RecordedEvent] | BaseE
         try:
             after = (0, 0)
             while True:
-                events = await _READER.read_all(after=after, limit=READ_BATCH, conn=conn)
+                events = [_event(r) for r in await conn.fetch(_READ_SQL, *after, READ_BATCH)]
                 await out.put(events)
                 if not events:
                     return
@@ -132,13 +168,23 @@ ORDER BY i.indexname
 """
 
 
+# Tables whose indexes are kept while the log is replayed: their rows are COPYed while
+# Python folds (the bottleneck then), so the database maintains these indexes in time it
+# would otherwise spend waiting, instead of building them later on the critical path.
+KEEP_INDEXES_DURING_LOAD = frozenset({"ticket_logs", "ticket_messages"})
+
+
 async def _drop_secondary_indexes(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str]]:
     """Drop the indexes that back no constraint; return (table, definition) to recreate.
 
     Loading into bare tables and building each index once afterwards is several times
     faster than maintaining every index row by row during the load.
     """
-    rows = await conn.fetch(_SECONDARY_INDEXES, schema)
+    rows = [
+        r
+        for r in await conn.fetch(_SECONDARY_INDEXES, schema)
+        if r["tablename"] not in KEEP_INDEXES_DURING_LOAD
+    ]
     q = quote_ident(schema)
     for r in rows:
         await conn.execute(f"DROP INDEX {q}.{quote_ident(r['indexname'])}")
@@ -193,6 +239,11 @@ async def _bulk_fill(
         mark = now
 
     indexes = await _drop_secondary_indexes(conn, schema)
+
+    def finish(tables: set[str]) -> list[str]:
+        sqls = [d for t, d in indexes if t in tables]
+        return sqls + [f"ANALYZE {q}.{quote_ident(t)}" for t in sorted(tables)]
+
     states: dict[int, Folded] = {}
     after = (0, 0)
     total = 0
@@ -200,10 +251,12 @@ async def _bulk_fill(
     rows: asyncio.Queue[tuple[list[Any], list[Any]] | None] = asyncio.Queue(maxsize=2)
     reader = asyncio.create_task(_read_batches(dsn, batches))
     writer = asyncio.create_task(_write_batches(dsn, schema, rows))
-    # Every ticket's fold stays alive until the end: with the cyclic collector running,
-    # each of its passes walks all of them again (folding 200k raised tickets took about
-    # 2.1-2.6 s with it, 0.2-0.4 s without). Nothing built here is cyclic garbage, so
-    # pause it for the fold.
+    side: asyncio.Task[None] | None = None
+    # Every ticket's fold stays alive until the summaries are written: with the cyclic
+    # collector running, each of its passes walks all of them again (folding 200k raised
+    # tickets took about 2.1-2.6 s with it, 0.2-0.4 s without), and the first pass after
+    # re-enabling it walks every object allocated meanwhile. Nothing built here is cyclic
+    # garbage, so pause it until the folds are freed.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -226,38 +279,38 @@ async def _bulk_fill(
             await _put_unless_failed(rows, (logs, msgs), writer)
             after = events[-1].checkpoint
             total += len(events)
+        del events, got
         await _put_unless_failed(rows, None, writer)
         await writer
         await reader
+        lap("read_fold_copy_s")
+        # the messages and the log kept their indexes (KEEP_INDEXES_DURING_LOAD); the
+        # summaries' trigger looks message bodies up by ticket, so analyze them first
+        await _run_parallel(dsn, finish({"ticket_messages"}))
+        side = asyncio.create_task(_run_parallel(dsn, finish({"ticket_logs"}), parallel=1))
+        await _fill_summaries(conn, dsn, schema, states, after)
+        lap("summaries_s")
+        # The largest index (the term index) first, so both builders finish together;
+        # meanwhile this process frees the folds.
+        last = asyncio.create_task(
+            _run_parallel(dsn, finish({"ticket_search_terms"}) + finish({"ticket_summaries"}))
+        )
+        while states:  # in slices, so the builders get going meanwhile
+            for _ in range(min(20_000, len(states))):
+                states.popitem()
+            await asyncio.sleep(0)
+        await last
+        await side
+        lap("indexes_analyze_s")
     finally:
+        states.clear()
         if gc_was_enabled:
             gc.enable()
-        for task in (reader, writer):
-            if not task.done():
+        for task in (reader, writer, side):
+            if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-    lap("read_fold_copy_s")
-
-    def finish(tables: set[str]) -> list[str]:
-        sqls = [d for t, d in indexes if t in tables]
-        return sqls + [f"ANALYZE {q}.{quote_ident(t)}" for t in sorted(tables)]
-
-    # the summaries look message bodies up by ticket: index the messages first; the log
-    # is complete too, so it is indexed while the summaries are built
-    await _run_parallel(dsn, finish({"ticket_messages"}))
-    side = asyncio.create_task(_run_parallel(dsn, finish({"ticket_logs"}), parallel=1))
-    try:
-        await _fill_summaries(conn, dsn, schema, states, after)
-    except BaseException:
-        side.cancel()
-        with contextlib.suppress(BaseException):
-            await side
-        raise
-    lap("summaries_s")
-    await side
-    await _run_parallel(dsn, finish({"ticket_summaries"}))
-    lap("indexes_analyze_s")
     return total
 
 
@@ -295,35 +348,42 @@ async def _fill_summaries(
     after: tuple[int, int],
     parallel: int = 2,
 ) -> None:
-    """One row per ticket (with its full-text vector), the counts and the checkpoints.
+    """One row per ticket (with its full-text vector), the term index's rows, the counts
+    and the checkpoints.
 
-    The rows are COPYed on ``parallel`` connections at once (each a slice of the ids), so
-    the database computes the vectors on every core while Python encodes the rows.
-    The scratch schema is not live yet: a failure here leaves it to be dropped.
+    The tickets go in chunks of SUMMARY_CHUNK ids, each COPY its own short transaction (a
+    long one would hold back every commit-safe reader of the server), on ``parallel``
+    connections: while the database computes one chunk's vectors (the trigger) and then
+    its term rows, Python encodes the next chunk for another connection. The scratch
+    schema is not live yet: a failure here leaves it to be dropped.
     """
     q = quote_ident(schema)
     create_fn, create_trigger, drop = _search_trigger_sql(q)
     await conn.execute(create_fn)
     await conn.execute(create_trigger)
     ids = sorted(states)
-    step_ = -(-len(ids) // max(1, parallel)) or 1
+    todo = collections.deque(ids[i : i + SUMMARY_CHUNK] for i in range(0, len(ids), SUMMARY_CHUNK))
 
-    async def copy_slice(part: list[int]) -> None:
+    async def copy_chunks() -> None:
         c = await _connect(dsn)
         try:
-            await c.copy_records_to_table(
-                "ticket_summaries",
-                schema_name=schema,
-                columns=SUMMARY_COLUMNS,
-                records=(summary_record(states[tid]) for tid in part),
-            )
+            while todo:
+                part = todo.popleft()
+                await c.copy_records_to_table(
+                    "ticket_summaries",
+                    schema_name=schema,
+                    columns=SUMMARY_COLUMNS,
+                    records=(summary_record(states[tid]) for tid in part),
+                )
+                # ids are sorted: this range holds this chunk's tickets and no other's
+                await c.execute(tickets.term_rows_sql(q, f"s.id BETWEEN {part[0]} AND {part[-1]}"))
         finally:
             await c.close()
 
     try:
-        async with asyncio.TaskGroup() as group:  # one failing slice cancels the others
-            for i in range(0, len(ids), step_):
-                group.create_task(copy_slice(ids[i : i + step_]))
+        async with asyncio.TaskGroup() as group:  # one failing chunk stops the others
+            for _ in range(max(1, min(parallel, len(todo)))):
+                group.create_task(copy_chunks())
     except ExceptionGroup as failed:  # report the first cause, as a plain await would
         raise failed.exceptions[0] from failed
     async with conn.transaction():

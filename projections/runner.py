@@ -57,6 +57,7 @@ def quote_ident(name: str) -> str:
 class Batch:
     events: list[RecordedEvent]
     after: dict[int, Folded] = field(default_factory=dict)
+    loaded: frozenset[int] = frozenset()  # tickets that had a summary row before the batch
     messages: list[tuple[Any, ...]] = field(default_factory=list)
     logs: list[tuple[Any, ...]] = field(default_factory=list)
     category_deltas: Counter[tuple[object, str]] = field(default_factory=Counter)
@@ -65,7 +66,7 @@ class Batch:
 
 def fold_batch(events: list[RecordedEvent], loaded: dict[int, Folded]) -> Batch:
     """Fold ``events`` onto the loaded ticket states; collect every model's rows."""
-    batch = Batch(events=events)
+    batch = Batch(events=events, loaded=frozenset(loaded))
     states: dict[int, Folded | None] = dict(loaded)
     before_keys = {tid: count_keys(f) for tid, f in loaded.items()}
     for e in events:
@@ -181,11 +182,13 @@ def _write_sql(s: str) -> str:
     p = 4  # $1-$3: checkpoint xid, position, names
     msg = messages.insert_cte(s, p)
     p += len(MESSAGE_COLUMNS)
-    summaries = tickets.upsert_cte(s, p, "msg_in")
+    summaries_at = p
     p += len(SUMMARY_COLUMNS)
     log_rows = logs.insert_cte(s, p)
     p += len(LOG_COLUMNS)
     count_rows = counts.upsert_ctes(s, p)
+    p += counts.PARAMS
+    summaries = tickets.upsert_cte(s, summaries_at, "msg_in", new_param=p)
     return (
         f"WITH {msg}, {summaries}, {log_rows}, {count_rows}, "
         f"cp AS (UPDATE {s}.projection_checkpoints SET transaction_id = $1::xid8, "
@@ -209,6 +212,7 @@ async def write_batch(conn: asyncpg.Connection, schema: str, batch: Batch) -> No
         *tickets.summary_arrays(batch),
         *logs.log_arrays(batch),
         *counts.delta_arrays(batch),
+        tickets.new_ticket_ids(batch),
     )
     if moved != len(names):  # pragma: no cover - read_batch checked them in this transaction
         raise _checkpoint_diverged(s, moved, 0)

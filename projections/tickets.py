@@ -15,6 +15,38 @@ TEXT_CONFIG = "english"
 _UPDATE_COLUMNS = [c for c in SUMMARY_COLUMNS if c not in ("id", "subject", "description")]
 
 
+def term_key_sql(term: str, at: str) -> str:
+    """``ticket_search_terms.walk_key`` of lexeme ``term`` in a ticket created at ``at``
+    (SQL expressions): the lexeme's hash in the high 32 bits, the whole seconds since
+    2000 in the low 32 (migrations/0105_search_terms.sql explains why). Every writer and
+    the queries' cursors use this one expression."""
+    return f"({_term_hash_sql(term)} | {_key_seconds_sql(at)})"
+
+
+def _term_hash_sql(term: str) -> str:
+    return f"(hashtext({term})::bigint << 32)"
+
+
+def _key_seconds_sql(at: str) -> str:
+    return (
+        f"least(greatest(floor(date_part('epoch', {at} - timestamptz '2000-01-01 00:00:00+00')),"
+        " 0), 4294967295)::bigint"
+    )
+
+
+def term_rows_sql(s: str, where: str) -> str:
+    """INSERT of one ``ticket_search_terms`` row per distinct lexeme of the vectors of the
+    summaries in schema ``s`` that satisfy ``where`` (on alias ``s``): the bulk path
+    (``term_key_sql``, with the seconds computed once per ticket)."""
+    return (
+        f"INSERT INTO {s}.ticket_search_terms (term, created_at, ticket_id, walk_key) "
+        f"SELECT t.term, s.created_at, s.id, {_term_hash_sql('t.term')} | s.seconds "
+        f"FROM (SELECT s.id, s.created_at, s.search, {_key_seconds_sql('s.created_at')}"
+        f" AS seconds FROM {s}.ticket_summaries s WHERE {where}) s,"
+        " unnest(tsvector_to_array(s.search)) AS t(term)"
+    )
+
+
 SUMMARY_TYPES = {
     "id": "bigint",
     "subject": "text",
@@ -51,13 +83,17 @@ SUMMARY_TYPES = {
 }
 
 
-def upsert_cte(s: str, first_param: int, messages_cte: str) -> str:
-    """CTEs ``sum_in``/``sum_search``/``sum_up``: upsert every summary of the batch in one
-    statement from ``len(SUMMARY_COLUMNS)`` column arrays starting at ``$first_param``.
+def upsert_cte(s: str, first_param: int, messages_cte: str, new_param: int) -> str:
+    """CTEs ``sum_in``/``sum_search``/``sum_up``/``sum_terms``: upsert every summary of the
+    batch in one statement from ``len(SUMMARY_COLUMNS)`` column arrays starting at
+    ``$first_param``, and index the lexemes they gain in ``ticket_search_terms``.
 
     subject and description never change after TicketRaised, so search starts from them
     on insert and only grows by the batch's public message bodies (from ``messages_cte``),
-    folded in position order: the same left fold as ``search_sql`` and the bulk rebuild.
+    folded in position order: the same left fold as the bulk rebuild (rebuild.py).
+    A ticket new to the read models (its id in ``$new_param``, ``new_ticket_ids``) adds a
+    term row for every lexeme of its vector; one already there, for the lexemes of its new
+    public messages that it does not have yet (one runner at a time: nothing races).
     """
     cols = ", ".join(SUMMARY_COLUMNS)
     arrays = ", ".join(
@@ -65,6 +101,8 @@ def upsert_cte(s: str, first_param: int, messages_cte: str) -> str:
     )
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATE_COLUMNS)
     cfg = TEXT_CONFIG
+    new = f"${new_param}::bigint[]"
+    key = term_key_sql("t.term", "u.created_at")
     return (
         f"sum_in AS (SELECT * FROM unnest({arrays}) AS u({cols})), "
         f"sum_search AS (SELECT ticket_id, ticketing_tsvector_agg(to_tsvector('{cfg}', body)"
@@ -76,8 +114,23 @@ def upsert_cte(s: str, first_param: int, messages_cte: str) -> str:
         f" FROM sum_in u LEFT JOIN sum_search m ON m.ticket_id = u.id "
         f"ON CONFLICT (id) DO UPDATE SET {sets}, search = coalesce(ticket_summaries.search"
         f" || (SELECT v FROM sum_search m WHERE m.ticket_id = EXCLUDED.id),"
-        f" ticket_summaries.search))"
+        f" ticket_summaries.search) RETURNING id, created_at, search), "
+        f"sum_terms AS (INSERT INTO {s}.ticket_search_terms (term, created_at, ticket_id,"
+        f" walk_key) SELECT t.term, u.created_at, u.id, {key}"
+        f" FROM sum_up u JOIN unnest({new}) AS n(id) ON n.id = u.id,"
+        f" unnest(tsvector_to_array(u.search)) AS t(term) "
+        f"UNION ALL SELECT t.term, u.created_at, u.id, {key}"
+        f" FROM sum_up u JOIN sum_search m ON m.ticket_id = u.id,"
+        f" unnest(tsvector_to_array(m.v)) AS t(term) WHERE u.id <> ALL({new})"
+        # the table as it was before the statement: what the ticket already has
+        f" AND NOT EXISTS (SELECT 1 FROM {s}.ticket_search_terms x WHERE x.walk_key = {key}"
+        f" AND x.created_at = u.created_at AND x.ticket_id = u.id AND x.term = t.term))"
     )
+
+
+def new_ticket_ids(batch: Batch) -> list[int]:
+    """The batch's tickets that had no summary row before it."""
+    return [tid for tid in batch.after if tid not in batch.loaded]
 
 
 def summary_arrays(batch: Batch) -> list[list[Any]]:

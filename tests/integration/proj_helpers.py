@@ -20,6 +20,7 @@ from domain import ticket as domain
 from domain.errors import DomainError
 from domain.events import Actor
 from projections.consistency import projections_checkpoint
+from projections.tickets import term_key_sql
 from services.commands import CommandService, Context
 from services.eventstore import EventStore
 
@@ -159,10 +160,24 @@ async def proj_assert_equals_fold(pool: asyncpg.Pool) -> None:
         for r in await pool.fetch("SELECT * FROM agent_counts")
     }
     assert got_agents == dict(agents)
+    # the term index holds exactly the distinct lexemes of each ticket's search vector
+    lexemes = (
+        f"SELECT t, created_at, id, {term_key_sql('t', 'created_at')} FROM ticket_summaries, "
+        "unnest(tsvector_to_array(search)) t"
+    )
+    stored = "SELECT term, created_at, ticket_id, walk_key FROM ticket_search_terms"
+    assert (
+        await pool.fetchval(
+            f"SELECT count(*) FROM (({stored} EXCEPT ALL {lexemes}) "
+            f"UNION ALL ({lexemes} EXCEPT ALL {stored})) d"
+        )
+        == 0
+    ), "ticket_search_terms differs from the lexemes of the search vectors"
 
 
 TABLES = {
     "ticket_summaries": "id",
+    "ticket_search_terms": "walk_key, created_at, ticket_id, term",
     "ticket_messages": "id",
     "ticket_logs": "position",
     "category_counts": "category_id, status",

@@ -148,7 +148,8 @@ async def test_keyword_search_finds_the_same_newest_matches_whichever_plan_serve
     window: int,
 ) -> None:
     # A window of 2 forces the full-text-index branch for all but the commonest word;
-    # 1000 serves every page from the newest-first walk. Both must agree exactly.
+    # 1000 serves every page from the newest-first walks. Both must agree exactly.
+    monkeypatch.setattr(queries, "KEYWORD_WALK_WINDOW", window)
     monkeypatch.setattr(queries, "KEYWORD_RECENT_WINDOW", window)
     cust = CUSTOMERS[0]
     ids = []

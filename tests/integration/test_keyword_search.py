@@ -1,0 +1,268 @@
+"""Keyword lists through the ordered term index equal the plain full-text filter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from proj_helpers import AGENTS, CUSTOMERS, proj_assert_equals_fold, proj_catch_up
+
+from bench.seed import seed_tickets
+from projections import queries
+from projections.queries import TicketFilter
+from projections.rebuild import rebuild_all
+from services.commands import CommandService, Context
+
+QUERIES = [
+    "printer",
+    "Printers",
+    "invoice refund",
+    "refund invoice problem",
+    '"printer problem"',
+    '"customer says"',
+    '"please help" -work',
+    "printer or refund",
+    "fire or smoke or refund",
+    "printer or -invoice",
+    "-printer",
+    "printer -invoice",
+    "problem -printer -invoice",
+    "zeppelin",
+    "printer zeppelin",
+    "printer or zeppelin",
+    "the",
+    "the or a",
+    "-the",
+    "e-mail",
+    "capacitor",
+    "flux or capacitor",
+    "help please",
+    "problem",
+]
+
+
+async def _filters(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    requester = await pool.fetchval(
+        "SELECT requester_id FROM ticket_summaries GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"
+    )
+    middle = await pool.fetchval(
+        "SELECT created_at FROM ticket_summaries ORDER BY created_at, id "
+        "OFFSET (SELECT count(*) / 2 FROM ticket_summaries) LIMIT 1"
+    )
+    return [
+        {},
+        {"status": "open"},
+        {"status": "unresolved"},
+        {"status": "closed"},
+        {"priority": "high"},
+        {"requester": requester},
+        {"requester": CUSTOMERS[0].id},
+        {"assignee": AGENTS[0].id},
+        {"category_id": 2},
+        {"created_from": middle},
+        {"created_to": middle, "priority": "low"},
+    ]
+
+
+async def _plain(pool: asyncpg.Pool, f: TicketFilter, now: datetime) -> list[int]:
+    """``search @@ websearch_to_tsquery(...)`` with the other filters, newest first."""
+    sql, args = queries._list_sql(
+        f, limit=100_000, cursor=None, offset=None, now=now, timezone="UTC", keyword=None
+    )
+    assert "ticket_search_terms" not in sql
+    return [r["id"] for r in await pool.fetch(sql, *args)]
+
+
+async def _by_cursor(pool: asyncpg.Pool, f: TicketFilter, now: datetime, limit: int) -> list[int]:
+    seen: list[int] = []
+    cursor = None
+    while True:
+        rows, cursor = await queries.list_tickets(
+            pool, f, limit=limit, cursor=cursor, now=now, timezone="UTC"
+        )
+        seen += [r.id for r in rows]
+        if cursor is None:
+            return seen
+        assert len(rows) == limit
+
+
+async def _consistent(pool: asyncpg.Pool, f: TicketFilter, now: datetime, limit: int) -> list[int]:
+    seen: list[int] = []
+    cursor = None
+    while True:
+        rows, cursor, lag = await queries.list_tickets_consistent(
+            pool, f, limit=limit, cursor=cursor, now=now, timezone="UTC", wait_ms=2000
+        )
+        assert lag is None
+        seen += [r.id for r in rows]
+        if cursor is None:
+            return seen
+
+
+async def _by_offset(pool: asyncpg.Pool, f: TicketFilter, now: datetime, limit: int) -> list[int]:
+    seen: list[int] = []
+    offset = 0
+    while True:
+        rows, _ = await queries.list_tickets(
+            pool, f, limit=limit, offset=offset, now=now, timezone="UTC"
+        )
+        seen += [r.id for r in rows]
+        if len(rows) < limit:
+            return seen
+        offset += limit
+
+
+async def _load(service: CommandService, dsn: str, pool: asyncpg.Pool) -> None:
+    # Seeded tickets share their seconds (ties on created_at are broken by id), then
+    # tickets with messages: public ones add words, internal notes must not.
+    await seed_tickets(dsn, 240, batch=100, spread_seconds=20, overdue_every=0)
+    await seed_tickets(
+        dsn,
+        30,
+        batch=30,
+        seed=9,
+        text=("Printer on fire", "It smokes since the last update"),
+        spread_seconds=0,
+        overdue_every=0,
+    )
+    for i in range(12):
+        cust = CUSTOMERS[i % 2]
+        t = (
+            await service.raise_ticket(
+                Context(actor=cust),
+                subject=f"printer {'invoice' if i % 3 == 0 else 'refund'} ticket {i}",
+                description="the e-mail bounced",
+                category_id=2,
+                priority="high" if i % 2 else "low",
+            )
+        ).ticket.id
+        if i % 2 == 0:
+            await service.post_message(Context(actor=AGENTS[0]), t, body="a flux capacitor")
+        if i % 3 == 1:
+            await service.post_message(
+                Context(actor=AGENTS[1]), t, body="zeppelin capacitor", visibility="internal"
+            )
+        if i % 4 == 0:
+            await service.assign(Context(actor=AGENTS[0]), t, assignee=AGENTS[0].id)
+        if i % 5 == 0:
+            await service.close(Context(actor=cust), t, resolution="done")
+    await proj_catch_up(pool, batch_size=50)
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        pytest.param((2, 2, 1), id="tiny-windows"),  # every stage and the fallback in turn
+        pytest.param((1000, 1000, 500), id="default-like"),
+    ],
+)
+async def test_keyword_lists_equal_the_plain_full_text_filter(
+    proj_service: CommandService,
+    fresh_pool: asyncpg.Pool,
+    fresh_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    windows: tuple[int, int, int],
+) -> None:
+    walk, recent, pick = windows
+    monkeypatch.setattr(queries, "KEYWORD_WALK_WINDOW", walk)
+    monkeypatch.setattr(queries, "KEYWORD_RECENT_WINDOW", recent)
+    monkeypatch.setattr(queries, "KEYWORD_PICK_BOUND", pick)
+    await _load(proj_service, fresh_dsn, fresh_pool)
+    await fresh_pool.execute("ANALYZE")
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    nonempty = 0
+    for q in QUERIES:
+        for kw in await _filters(fresh_pool):
+            f = TicketFilter(q=q, **kw)
+            expected = await _plain(fresh_pool, f, now)
+            nonempty += bool(expected)
+            what = f"q={q!r} {kw}"
+            assert await _by_cursor(fresh_pool, f, now, 7) == expected, what
+            assert await _by_offset(fresh_pool, f, now, 9) == expected, what
+            if not kw or "requester" in kw:
+                assert await _consistent(fresh_pool, f, now, 5) == expected, what
+    assert nonempty > len(QUERIES) * 3  # the cases are not all empty
+    # one page of many, and the same pages after a rebuild
+    big = TicketFilter(q="problem")
+    before = await _by_cursor(fresh_pool, big, now, 50)
+    assert len(before) > 200
+    await rebuild_all(fresh_dsn)
+    assert await _by_cursor(fresh_pool, big, now, 50) == before
+
+
+async def test_a_public_message_makes_its_words_searchable_and_an_internal_note_does_not(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    cust, agent = CUSTOMERS[0], AGENTS[0]
+    t = (
+        await proj_service.raise_ticket(
+            Context(actor=cust), subject="Router blinks", description="orange", category_id=1
+        )
+    ).ticket.id
+    other = (
+        await proj_service.raise_ticket(
+            Context(actor=cust), subject="Modem", description="quiet", category_id=1
+        )
+    ).ticket.id
+    await proj_catch_up(fresh_pool)
+    now = datetime.now(UTC) + timedelta(minutes=1)
+
+    async def found(q: str) -> list[int]:
+        rows, _ = await queries.list_tickets(
+            fresh_pool, TicketFilter(q=q), limit=10, now=now, timezone="UTC"
+        )
+        return [r.id for r in rows]
+
+    async def terms(ticket: int) -> set[str]:
+        rows = await fresh_pool.fetch(
+            "SELECT term FROM ticket_search_terms WHERE ticket_id = $1", ticket
+        )
+        return {r["term"] for r in rows}
+
+    assert await found("router") == [t]
+    assert await found("flywheel") == []
+    assert await terms(t) == {"router", "blink", "orang"}
+    await proj_service.post_message(
+        Context(actor=agent), t, body="Replace the flywheel, the router is fine"
+    )
+    await proj_service.post_message(
+        Context(actor=agent), t, body="gyroscope secret", visibility="internal"
+    )
+    await proj_service.post_message(Context(actor=cust), other, body="gyroscope? router!")
+    await proj_catch_up(fresh_pool)
+    assert await found("flywheel") == [t]
+    assert await found("flywheels router") == [t]
+    assert await found("gyroscope") == [other]  # the internal note is not searched
+    assert await found("router") == [other, t]
+    assert await terms(t) == {"router", "blink", "orang", "replac", "flywheel", "fine"}
+    assert "gyroscop" in await terms(other)
+    await proj_assert_equals_fold(fresh_pool)
+    await rebuild_all(fresh_dsn)
+    assert await terms(t) == {"router", "blink", "orang", "replac", "flywheel", "fine"}
+    assert await found("gyroscope") == [other]
+
+
+async def test_terms_whose_hashes_collide_share_a_walk_range_but_not_their_matches(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    # hashtext('w528') = hashtext('w235398'): both lexemes' rows share walk_key ranges
+    a, b = "w528", "w235398"
+    assert await fresh_pool.fetchval("SELECT hashtext($1) = hashtext($2)", a, b)
+    words = [a, b, f"{a} {b}", a, "other", b, a]
+    ids = []
+    for i, w in enumerate(words * 3):
+        r = await proj_service.raise_ticket(
+            Context(actor=CUSTOMERS[i % 2]), subject=w, description="d", category_id=1
+        )
+        ids.append(r.ticket.id)
+    await proj_catch_up(fresh_pool)
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    for q in (a, b, f"{a} {b}", f"{a} or {b}", f"{a} -{b}"):
+        for kw in ({}, {"requester": CUSTOMERS[0].id}):
+            f = TicketFilter(q=q, **kw)
+            expected = await _plain(fresh_pool, f, now)
+            assert expected, q
+            assert await _by_cursor(fresh_pool, f, now, 2) == expected, q
+    await proj_assert_equals_fold(fresh_pool)  # walk_key included

@@ -1,0 +1,62 @@
+"""Reading tsquery text back: which lexemes a keyword walk may rely on."""
+
+from __future__ import annotations
+
+import pytest
+
+from projections.tsquery import Lex, Not, Op, parse, plan, required
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'printer'", (("printer",),)),
+        ("'printer' & 'invoic'", (("invoic", "printer"),)),
+        ("'printer' <2> 'fire'", (("fire", "printer"),)),
+        ("'printer' <-> 'fire' & !'smoke'", (("fire", "printer"),)),
+        ("'printer' | 'invoic'", (("printer",), ("invoic",))),
+        ("'printer' | 'printer'", (("printer",),)),
+        ("'b' | 'c' <-> 'd' & !'f'", (("b",), ("c", "d"))),
+        ("'printer' <-> 'fire' | !'fire' & 'invoic'", (("fire", "printer"), ("invoic",))),
+        ("( 'a' | 'b' ) & 'c'", (("c",),)),
+        ("( 'a' | 'b' ) & !'c'", (("a",), ("b",))),
+        ("( 'a' & 'b' ) | ( 'a' & 'c' )", (("a",),)),
+        ("!'printer' <-> 'fire'", (("fire",),)),
+        ("'a''b' & 'c\\\\d'", (("a'b", "c\\d"),)),
+        ("'x':* & 'y':AB & !( 'z' | 'w' ) <3> 'v'", (("v",),)),
+        ("", ()),  # only stop words: matches nothing
+    ],
+)
+def test_cover_names_lexemes_every_match_contains(text: str, expected: object) -> None:
+    assert plan(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!'printer'",
+        "'printer' | !'invoic'",
+        "!( 'a' & 'b' )",
+        "'x':*",
+        "'x':* | 'y'",
+        "!'a' <-> !'b'",
+        " | ".join(f"'w{i}'" for i in range(9)),  # more alternatives than walks
+    ],
+)
+def test_no_cover_when_nothing_is_required(text: str) -> None:
+    assert plan(text) is None
+
+
+@pytest.mark.parametrize("text", ["'unterminated", "'a' &", "( 'a'", "'a' 'b'", "a", "'a' <x> 'b'"])
+def test_text_it_cannot_read_gives_no_cover(text: str) -> None:
+    assert plan(text) is None
+
+
+def test_precedence_follows_postgresql() -> None:
+    assert parse("'a' | 'b' & 'c' <-> !'d'") == Op(
+        "or",
+        Lex("a", True),
+        Op("and", Lex("b", True), Op("phrase", Lex("c", True), Not(Lex("d", True)))),
+    )
+    node = parse("'a' & ( 'b' | 'c' ) & 'd'")
+    assert node is not None and required(node) == {"a", "d"}
