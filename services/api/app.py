@@ -23,6 +23,7 @@ from services.api.auth import AccessGuard, is_public_path
 from services.api.errors import EXCEPTION_HANDLERS
 from services.api.metrics import ApiMetrics, metrics_endpoint
 from services.api.middleware import RequestMiddleware, before_send, configure_logging
+from services.api.pagecache import PageCache
 from services.commands import CommandService
 from services.db import create_pool
 from services.settings import Settings
@@ -132,4 +133,5 @@ def create_app(settings: Settings, *, debug: bool = False) -> Litestar:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.page_cache = PageCache()
     return app

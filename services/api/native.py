@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, Router, get, post
+from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 
@@ -27,9 +28,11 @@ from services.api.auth import allow
 from services.api.deps import command_context, commands_of, consistent, pool_of, settings_of
 from services.api.errors import PROBLEM_JSON, Problem
 from services.api.middleware import set_projection_lag
+from services.api.pagecache import PageCache
 from services.commands import CommandResult, CommandService
 
 MAX_PAGE = 100
+_json = msgspec.json.Encoder()
 MAX_ID = 2**63 - 1
 
 # --- response shapes ---------------------------------------------------------------------
@@ -338,7 +341,7 @@ def _check_id(ticket_id: int) -> int:
 
 async def load_visible(commands: CommandService, ticket_id: int, actor: Actor) -> domain.Ticket:
     """The ticket folded from its events: 404 if unknown, 403 if not the caller's."""
-    ticket, _ = await commands.load(_check_id(ticket_id))
+    ticket = await commands.load_ticket(_check_id(ticket_id))
     if ticket is None:
         raise TicketNotFound(f"ticket {ticket_id} not found")
     if not domain.can_read(ticket, actor):
@@ -410,7 +413,7 @@ async def list_tickets(
     created_to: datetime | None = None,
     cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 25,
-) -> TicketPage:
+) -> Response[TicketPage]:
     pool = pool_of(request)
     settings = settings_of(request)
     from projections import queries
@@ -432,8 +435,15 @@ async def list_tickets(
         created_from=_utc(created_from),
         created_to=_utc(created_to),
     )
+    customer = actor.role == "customer"
+    cache: PageCache = request.app.state.page_cache
+    # Filters on "now" (overdue, duetoday) change without any event: never kept.
+    key = None
+    if status not in ("overdue", "duetoday") and not _wants_fresh(request):
+        key = (customer, f, cursor, limit)
+    kept = cache.get(key) if key is not None else None
     try:
-        rows, next_cursor, lag = await queries.list_tickets_consistent(
+        page = await queries.list_page_consistent(
             pool,
             f,
             limit=limit,
@@ -441,16 +451,37 @@ async def list_tickets(
             now=datetime.now(UTC),
             timezone=settings.timezone,
             wait_ms=settings.consistency_wait_ms,
+            known=kept.version if kept is not None else None,
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), field="cursor" if "cursor" in str(exc) else "status") from None
-    if lag:
-        set_projection_lag(request.scope, lag)
-    customer = actor.role == "customer"
-    return TicketPage(
-        items=[summary_out(r, customer=customer) for r in rows],
-        next_cursor=next_cursor,
+    if page.lag:
+        set_projection_lag(request.scope, page.lag)
+    if page.unchanged and kept is not None:
+        cache.record(hit=True)
+        return _json_bytes(kept.body)
+    body = _json.encode(
+        TicketPage(
+            items=[summary_out(r, customer=customer) for r in page.rows],
+            next_cursor=page.next_cursor,
+        )
     )
+    if key is not None:
+        cache.record(hit=False)
+        if page.version is not None:
+            cache.put(key, page.version, body)
+    return _json_bytes(body)
+
+
+def _json_bytes(body: bytes) -> Response[TicketPage]:
+    """An encoded TicketPage, sent as it is (Litestar passes bytes content through)."""
+    return Response(content=body, media_type=MediaType.JSON)  # type: ignore[arg-type]
+
+
+def _wants_fresh(request: Request[Any, Any, Any]) -> bool:
+    """Cache-Control: no-cache (or max-age=0) skips the kept pages."""
+    directives = request.headers.get("cache-control", "").lower()
+    return "no-cache" in directives or "max-age=0" in directives
 
 
 def domain_text_has_control(value: str) -> bool:
