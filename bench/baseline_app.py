@@ -100,11 +100,15 @@ def create_baseline_app(dsn: str, *, min_size: int = 2, max_size: int = 10) -> L
 
 def app_from_env() -> Litestar:
     """Factory for ASGI servers: the DSN and pool sizes come from the environment."""
-    return create_baseline_app(
+    from services.gctune import tune_for_serving
+
+    app = create_baseline_app(
         os.environ["TICKETING_DATABASE_URL"],
         min_size=int(os.environ.get("TICKETING_POOL_MIN_SIZE", "2")),
         max_size=int(os.environ.get("TICKETING_POOL_MAX_SIZE", "10")),
     )
+    tune_for_serving()  # the product's serve does it: the same process settings for both
+    return app
 
 
 def main(argv: Sequence[str] | None = None) -> int:

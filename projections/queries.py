@@ -526,16 +526,10 @@ async def list_tickets_consistent(
     """``list_tickets`` after the read-your-writes wait, in one round trip when the
     projections are current (``consistency.fetch_consistent``); also returns the lag in
     ms when the wait ran out (else None)."""
-    from projections.consistency import FRESH_PREFIX, fetch_consistent
-
-    limit = max(1, min(int(limit), MAX_LIMIT))
-    plan = await _plan_for(pool, f)
-    sql, args = _list_sql(
-        f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone, keyword=plan
+    page = await list_page_consistent(
+        pool, f, limit=limit, cursor=cursor, now=now, timezone=timezone, wait_ms=wait_ms
     )
-    rows, lag = await fetch_consistent(pool, sql, args, wait_ms)
-    items, next_cursor = _page([TicketRow(*r[FRESH_PREFIX:]) for r in rows], limit)
-    return items, next_cursor, lag
+    return page.rows, page.next_cursor, page.lag
 
 
 class Page(NamedTuple):
