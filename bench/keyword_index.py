@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from bench import rawread
 from bench.loadgen import percentile
 from bench.seed import WORDS, seed_tickets
 
@@ -41,26 +42,6 @@ T0 = time.perf_counter()
 
 def say(msg: str) -> None:
     print(f"[{time.perf_counter() - T0:7.1f}s] {msg}", flush=True)
-
-
-async def raw_read_decode(dsn: str) -> tuple[int, float]:
-    from services.eventstore import EventStore
-
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
-    assert pool is not None
-    try:
-        store = EventStore(pool)
-        after, n = (0, 0), 0
-        started = time.perf_counter()
-        while True:
-            batch = await store.read_all(after=after, limit=5000)
-            if not batch:
-                break
-            n += len(batch)
-            after = batch[-1].checkpoint
-        return n, time.perf_counter() - started
-    finally:
-        await pool.close()
 
 
 def _stats(ms: list[float]) -> str:
@@ -142,7 +123,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
             say(f"  seeded in {time.perf_counter() - started:.1f} s")
         if not args.skip_rebuild:
-            n, secs = await raw_read_decode(dsn)
+            n, secs = await rawread.raw_read_decode(dsn)
             say(f"raw read-and-decode: {n:,} events in {secs:.1f} s = {n / secs:,.0f} events/s")
             started = time.perf_counter()
             stats = await rebuild_all(dsn)

@@ -481,23 +481,9 @@ class Bench:
         self.r["append_rate"] = out
 
     async def raw_read_decode(self) -> None:
-        from services.eventstore import EventStore
+        from bench.rawread import raw_read_decode
 
-        pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=1)
-        assert pool is not None
-        try:
-            store = EventStore(pool)
-            after, n = (0, 0), 0
-            started = time.perf_counter()
-            while True:
-                batch = await store.read_all(after=after, limit=5000)
-                if not batch:
-                    break
-                n += len(batch)
-                after = batch[-1].checkpoint
-            secs = time.perf_counter() - started
-        finally:
-            await pool.close()
+        n, secs = await raw_read_decode(self.dsn)
         self.r["raw_read_decode"] = {
             "events": n,
             "seconds": round(secs, 3),
