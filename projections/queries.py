@@ -556,14 +556,16 @@ async def list_page_consistent(
     """``list_tickets_consistent`` for callers that keep pages: the page comes with the
     read models' version it was read at, and when the read models are current and still at
     ``known`` the statement returns at once with ``unchanged`` set and no rows."""
-    from projections.consistency import FRESH_PREFIX, fetch_versioned
+    from projections.consistency import FRESH_PREFIX, fetch_versioned, unchanged_since
 
+    if known is not None and await unchanged_since(pool, known):
+        return Page([], None, None, known, True)  # before the keyword plan's round trips
     limit = max(1, min(int(limit), MAX_LIMIT))
     plan = await _plan_for(pool, f)
     sql, args = _list_sql(
         f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone, keyword=plan
     )
-    found = await fetch_versioned(pool, sql, args, wait_ms, known=known)
+    found = await fetch_versioned(pool, sql, args, wait_ms)
     items, next_cursor = _page([TicketRow(*r[FRESH_PREFIX:]) for r in found.rows], limit)
     return Page(items, next_cursor, found.lag, found.version, found.unchanged)
 
