@@ -102,9 +102,9 @@ async def main_async(args: argparse.Namespace) -> None:
         ops = bench.product_ops()
         wanted = args.ops.split(",")
         if "baseline" in wanted:
-            from bench.baseline_app import prepare
-
             import msgspec
+
+            from bench.baseline_app import prepare
 
             rows = await prepare(bench.dsn, 10_000)
             port = free_port()
