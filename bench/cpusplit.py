@@ -118,14 +118,16 @@ async def main_async(args: argparse.Namespace) -> None:
             ):
                 measure(bench, port, op, args.seconds, {"api": proc.pid})
             bench.stop(proc)
-        worker = bench.start_worker()
+        roles: dict[str, int] = {}
+        if not args.no_worker:
+            roles["worker"] = bench.start_worker().pid
         api = await bench.start_api()
-        await bench.wait_projections(120)
+        roles["api"] = api.pid
+        await bench.wait_projections(0 if args.no_worker else 120)
         for key in wanted:
             if key in ops:
-                roles = {"api": api.pid, "worker": worker.pid}
                 measure(bench, bench.api_port, ops[key], args.seconds, roles)
-                await bench.wait_projections(60)
+                await bench.wait_projections(0 if args.no_worker else 60)
     finally:
         await bench.teardown()
 
@@ -135,6 +137,9 @@ def main() -> None:
     p.add_argument("--ops", default="baseline,raise,message,get_one,list,keyword")
     p.add_argument("--seconds", type=float, default=8.0)
     p.add_argument("--tickets", type=int, default=20_000)
+    p.add_argument(
+        "--no-worker", action="store_true", help="no projections: the command side alone"
+    )
     p.add_argument("--out", default="/tmp/ticketing-cpusplit")
     asyncio.run(main_async(p.parse_args()))
 

@@ -150,16 +150,83 @@ class Versioned(NamedTuple):
     unchanged: bool  # current and still at ``known``: the query did not run, rows == []
 
 
-async def unchanged_since(pool: asyncpg.Pool, known: ReadModelVersion) -> bool:
+async def unchanged_since(
+    pool: asyncpg.Pool, known: ReadModelVersion, probe: VersionProbe | None = None
+) -> bool:
     """True when the projections are current (they include every event committed before
     this call) and still at ``known``: a result read at ``known`` is then exactly what the
     read models would answer now (they change only in the transactions that move their
     checkpoint; a rebuild stamps a new ``updated_at`` even at the same checkpoint).
 
     A constant statement of its own, so a kept result costs no planning of the caller's
-    query (planning a filtered list each time cost PostgreSQL more than running it)."""
+    query (planning a filtered list each time cost PostgreSQL more than running it);
+    ``probe`` shares it between concurrent callers."""
+    if probe is not None:
+        return await probe.version(pool) == known
+    return await _read_version(pool) == known
+
+
+async def _read_version(pool: asyncpg.Pool) -> ReadModelVersion | None:
     row = await pool.fetchrow(_CHECK_SQL, [p.NAME for p in PROJECTIONS])
-    return row is not None and _version(row, len(PROJECTIONS)) == known
+    return None if row is None else _version(row, len(PROJECTIONS))
+
+
+class VersionProbe:
+    """One process's read-model version checks, shared by the callers that wait together.
+
+    A caller may take the result of a check only if the check's statement started after
+    the caller arrived: its snapshot then holds every write committed before the call
+    (read-your-writes). So callers that arrive while a check runs wait for it to end and
+    share the next one, which starts at once then: under load, one statement answers
+    every caller of one round trip instead of one statement each, for at most one more
+    round trip of waiting. Checks run in tasks of their own, so a caller that goes away
+    never cancels one that others wait for.
+    """
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[ReadModelVersion | None] | None = None
+        self._next: asyncio.Future[ReadModelVersion | None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.statements = 0  # checks run (for tests and metrics)
+
+    async def version(self, pool: asyncpg.Pool) -> ReadModelVersion | None:
+        """The read models' version when current, else None, as of after this call began."""
+        if self._running is None:
+            wanted = self._running = self._start(pool)
+        else:  # started before we arrived: wait for the next
+            if self._next is None:
+                self._next = asyncio.get_running_loop().create_future()
+                self._next.add_done_callback(_retrieve)
+            wanted = self._next
+        return await asyncio.shield(wanted)
+
+    def _start(
+        self, pool: asyncpg.Pool, future: asyncio.Future[ReadModelVersion | None] | None = None
+    ) -> asyncio.Future[ReadModelVersion | None]:
+        loop = asyncio.get_running_loop()
+        if future is None:
+            future = loop.create_future()
+            future.add_done_callback(_retrieve)
+        self.statements += 1
+        self._task = loop.create_task(self._run(pool, future))  # keep it referenced
+        return future
+
+    async def _run(self, pool: asyncpg.Pool, future: asyncio.Future[Any]) -> None:
+        try:
+            found = await _read_version(pool)
+        except BaseException as exc:  # every waiter gets the error (cancelled: a shutdown)
+            future.set_exception(exc)
+        else:
+            future.set_result(found)
+        finally:
+            waiting, self._next = self._next, None
+            self._running = self._start(pool, waiting) if waiting is not None else None
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # waiters that went away leave the error unread: mark it read, it was not lost
+    if not future.cancelled():
+        future.exception()
 
 
 def _version(row: asyncpg.Record, projections: int) -> ReadModelVersion | None:

@@ -26,7 +26,7 @@ from projections.tickets import term_key_sql
 from projections.tsquery import Cover
 
 if TYPE_CHECKING:
-    from projections.consistency import ReadModelVersion
+    from projections.consistency import ReadModelVersion, VersionProbe
 
 DERIVED_STATUSES = ("unresolved", "unassigned", "overdue", "duetoday")
 MAX_LIMIT = 1000
@@ -552,13 +552,15 @@ async def list_page_consistent(
     timezone: str,
     wait_ms: int,
     known: ReadModelVersion | None = None,
+    probe: VersionProbe | None = None,
 ) -> Page:
     """``list_tickets_consistent`` for callers that keep pages: the page comes with the
     read models' version it was read at, and when the read models are current and still at
-    ``known`` the statement returns at once with ``unchanged`` set and no rows."""
+    ``known`` the statement returns at once with ``unchanged`` set and no rows (``probe``
+    shares that check between concurrent callers)."""
     from projections.consistency import FRESH_PREFIX, fetch_versioned, unchanged_since
 
-    if known is not None and await unchanged_since(pool, known):
+    if known is not None and await unchanged_since(pool, known, probe):
         return Page([], None, None, known, True)  # before the keyword plan's round trips
     limit = max(1, min(int(limit), MAX_LIMIT))
     plan = await _plan_for(pool, f)

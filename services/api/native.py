@@ -452,6 +452,7 @@ async def list_tickets(
             timezone=settings.timezone,
             wait_ms=settings.consistency_wait_ms,
             known=kept.version if kept is not None else None,
+            probe=cache.probe,
         )
     except ValueError as exc:
         raise InvalidInput(str(exc), field="cursor" if "cursor" in str(exc) else "status") from None

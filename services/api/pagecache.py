@@ -4,7 +4,8 @@ Read models change only in the transactions that move their checkpoint (or in a 
 which also stamps a new version), so a page read at version V is still exactly right
 while the projections are current and at V. A list request asks
 ``projections.queries.list_page_consistent`` with the kept version:
-one cheap statement answers "unchanged" and the kept bytes are sent again, instead of
+one cheap statement (shared by the lists that wait together: ``VersionProbe``) answers
+"unchanged" and the kept bytes are sent again, instead of
 reading, decoding and encoding the rows. Desk queues and dashboards poll the same few
 queries; each change to the read models costs one fresh read per query and process.
 Bounded by entries and bytes, least recently used first out.
@@ -16,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import NamedTuple
 
-from projections.consistency import ReadModelVersion
+from projections.consistency import ReadModelVersion, VersionProbe
 
 MAX_ENTRIES = 2048
 MAX_BYTES = 8 * 2**20
@@ -35,6 +36,7 @@ class PageCache:
         self._bytes = 0
         self.hits = 0
         self.misses = 0
+        self.probe = VersionProbe()  # "still at the kept version?", shared by concurrent lists
 
     def get(self, key: Hashable) -> KeptPage | None:
         page = self._pages.get(key)

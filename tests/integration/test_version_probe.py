@@ -1,0 +1,110 @@
+"""VersionProbe: concurrent read-model version checks share statements, never a stale one."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+from proj_helpers import CUSTOMERS, proj_catch_up
+
+from projections.consistency import VersionProbe, _read_version
+from services.commands import CommandService, Context
+
+
+class GatedPool:
+    """A real pool whose ``fetchrow`` holds its answer until ``gate`` opens (and can fail
+    once): lets a test act between a check's statement and its answer."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.gate = asyncio.Event()
+        self.ran = asyncio.Event()
+        self.fail_next = False
+
+    async def fetchrow(self, *args: Any) -> Any:
+        if self.fail_next:
+            self.fail_next = False
+            raise ConnectionError("database went away")
+        row = await self.pool.fetchrow(*args)
+        self.ran.set()
+        await self.gate.wait()
+        return row
+
+
+async def _raise(service: CommandService) -> None:
+    await service.raise_ticket(
+        Context(actor=CUSTOMERS[0]), subject="s", description="d", category_id=1
+    )
+
+
+async def test_concurrent_callers_share_one_statement_and_see_the_current_version(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    await _raise(proj_service)
+    await proj_catch_up(fresh_pool)
+    expected = await _read_version(fresh_pool)
+    assert expected is not None
+
+    probe = VersionProbe()
+    found = await asyncio.gather(*(probe.version(fresh_pool) for _ in range(50)))
+    assert found == [expected] * 50
+    # the first caller's check, and one more for everyone who arrived while it ran
+    assert probe.statements == 2
+
+
+async def test_a_caller_that_arrives_during_a_check_gets_a_later_one(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    await _raise(proj_service)
+    await proj_catch_up(fresh_pool)
+    gated = GatedPool(fresh_pool)
+    probe = VersionProbe()
+
+    early = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    await gated.ran.wait()  # its statement has read the version, its answer is held
+    await _raise(proj_service)  # committed after that snapshot: projections now behind
+    late = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    gated.gate.set()
+
+    assert await early is not None  # current as of before the write
+    assert await late is None  # a check that started after the write: not current
+    assert probe.statements == 2
+
+
+async def test_an_error_reaches_every_waiter_and_the_next_call_checks_again(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    await _raise(proj_service)
+    await proj_catch_up(fresh_pool)
+    gated = GatedPool(fresh_pool)
+    gated.gate.set()
+    gated.fail_next = True
+    probe = VersionProbe()
+
+    with pytest.raises(ConnectionError):
+        await probe.version(gated)  # type: ignore[arg-type]
+    assert await probe.version(gated) == await _read_version(fresh_pool)  # type: ignore[arg-type]
+
+
+async def test_a_caller_that_goes_away_does_not_cancel_the_shared_check(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    await _raise(proj_service)
+    await proj_catch_up(fresh_pool)
+    gated = GatedPool(fresh_pool)
+    probe = VersionProbe()
+
+    first = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    await gated.ran.wait()
+    second = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    third = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    second.cancel()
+    gated.gate.set()
+    assert await first is not None
+    assert await third == await first
+    with pytest.raises(asyncio.CancelledError):
+        await second
