@@ -23,10 +23,10 @@ from domain.events import (
     TicketRated,
     TicketReopened,
 )
+from projections.statecodec import decode_state as decode_state  # re-exported
+from projections.statecodec import encode_state
 from services.eventstore import RecordedEvent
 
-_state_encoder = msgspec.msgpack.Encoder()
-_state_decoder = msgspec.msgpack.Decoder(domain.Ticket)
 _json = msgspec.json.Encoder()
 
 
@@ -38,14 +38,6 @@ class Folded(msgspec.Struct):
     public_message_count: int = 0
     last_activity_at: datetime | None = None
     last_position: int = 0
-
-
-def encode_state(ticket: domain.Ticket) -> bytes:
-    return _state_encoder.encode(ticket)
-
-
-def decode_state(raw: bytes) -> domain.Ticket:
-    return _state_decoder.decode(raw)
 
 
 def step(folded: Folded | None, e: RecordedEvent) -> Folded | None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncpg
-from proj_helpers import proj_assert_equals_fold, proj_catch_up, proj_drive
+from proj_helpers import AGENTS, proj_assert_equals_fold, proj_catch_up, proj_drive
 
-from services.commands import CommandService
+from services.commands import CommandService, Context
 
 
 async def test_read_models_equal_the_fold_of_the_events(
@@ -25,3 +25,31 @@ async def test_catching_up_in_many_small_batches_equals_one_big_batch(
     await proj_drive(proj_service, 5, steps=8, seed=12)
     await proj_catch_up(fresh_pool, batch_size=1000)
     await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_states_stored_in_the_earlier_format_are_continued_and_rewritten(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    """Read models written before the positional state codec keep working: the runner
+    continues their folds and stores them anew in the current format."""
+    import msgspec
+
+    from projections.fold import decode_state
+
+    await proj_drive(proj_service, 12, steps=4, seed=21)
+    await proj_catch_up(fresh_pool)
+    old_format = msgspec.msgpack.Encoder()  # field names included, as rows used to be
+    rows = await fresh_pool.fetch("SELECT id, state FROM ticket_summaries")
+    for r in rows:
+        await fresh_pool.execute(
+            "UPDATE ticket_summaries SET state = $2 WHERE id = $1",
+            r["id"],
+            old_format.encode(decode_state(r["state"])),
+        )
+    for r in rows:  # more events on those tickets
+        if decode_state(r["state"]).status != "closed":
+            await proj_service.post_message(Context(actor=AGENTS[0]), r["id"], body="and then")
+    await proj_catch_up(fresh_pool)
+    await proj_assert_equals_fold(fresh_pool)
+    firsts = await fresh_pool.fetch("SELECT get_byte(state, 0) AS b FROM ticket_summaries")
+    assert any(0x90 <= r["b"] <= 0x9F or r["b"] in (0xDC, 0xDD) for r in firsts)

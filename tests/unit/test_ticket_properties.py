@@ -44,6 +44,8 @@ from domain.events import (
     Event,
     MessagePosted,
     SlaBreached,
+    StatusChanged,
+    TicketClosed,
     TicketRaised,
     TicketRated,
     TicketReopened,
@@ -173,15 +175,26 @@ def _check_state(state: Ticket, history: list[tuple[Event, datetime]]) -> None:
     if state.status == "resolved":
         assert state.resolved_at is not None
     breaches = [e for e, _ in history if isinstance(e, SlaBreached)]
-    # once per target per (re)start of that target's clock
-    reopen_at = max(
-        (i for i, (e, _) in enumerate(history) if isinstance(e, TicketReopened)), default=-1
-    )
+    # once per target per (re)start of that target's clock: the resolution clock restarts
+    # on a reopen and on a status change from resolved/closed back to an unresolved one
+    restart_at = -1
+    status: str | None = None
+    for i, (e, _) in enumerate(history):
+        if isinstance(e, TicketReopened):
+            restart_at, status = i, "open"
+        elif isinstance(e, StatusChanged):
+            if status in ("resolved", "closed") and e.status not in ("resolved", "closed"):
+                restart_at = i
+            status = e.status
+        elif isinstance(e, TicketRaised):
+            status = "open"
+        elif isinstance(e, TicketClosed):
+            status = "closed"
     first = [e for e in breaches if e.target == "first_response"]
     recent_res = [
         e
         for i, (e, _) in enumerate(history)
-        if i > reopen_at and isinstance(e, SlaBreached) and e.target == "resolution"
+        if i > restart_at and isinstance(e, SlaBreached) and e.target == "resolution"
     ]
     assert len(first) <= 1 and len(recent_res) <= 1
 
