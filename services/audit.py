@@ -24,6 +24,7 @@ import msgspec
 from domain.errors import InvalidInput, TicketNotFound
 from domain.ticket import Ticket, fold
 from services.commands import CommandService
+from services.db import SERVER_SETTINGS
 from services.eventstore import COLUMNS, EventStore, RecordedEvent, row_to_event, verify_chain
 from services.settings import Settings
 
@@ -430,10 +431,20 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _comparable(alias: str, column: str, type_: str) -> str:
+# A stored fold written before the positional format (projections/statecodec.py) is a
+# msgpack map (first byte 0x80-0x8f, 0xde or 0xdf); a replay always writes the current
+# format, so such a live state cannot be compared byte for byte. It is rewritten the next
+# time its ticket changes (or by a rebuild); until then the row's other columns, all
+# derived from that state, are still compared.
+_EARLIER_STATE = "get_byte(l.state, 0) BETWEEN 128 AND 143 OR get_byte(l.state, 0) IN (222, 223)"
+
+
+def _comparable(alias: str, column: str, type_: str, table: str = "") -> str:
     # json has no equality operator; compare its text (the projections write it
     # deterministically from the events).
     ref = f"{alias}.{_q(column)}"
+    if table == "ticket_summaries" and column == "state" and alias == "l":
+        return f"(CASE WHEN {_EARLIER_STATE} THEN r.state ELSE l.state END)"
     return f"{ref}::text" if type_ == "json" else ref
 
 
@@ -475,15 +486,20 @@ async def compare_table(
     live_t = f"{_q(live_schema)}.{_q(table)}"
     replay_t = f"{_q(replay_schema)}.{_q(table)}"
     on = " AND ".join(f"l.{_q(k)} = r.{_q(k)}" for k in pk)
-    lrow = ", ".join(_comparable("l", c, t) for c, t in cols)
+    lrow = ", ".join(_comparable("l", c, t, table) for c, t in cols)
     rrow = ", ".join(_comparable("r", c, t) for c, t in cols)
     # bytea/tsvector/xid8 columns are rendered to text by to_jsonb for the report.
+    # The comparison is a CTE of its own: planned for every row (a hash join), not for
+    # the first few that the LIMIT asks for, which made the planner walk both tables
+    # through their indexes (several times slower when, as it should be, nothing differs).
     sql = f"""
-        SELECT CASE WHEN l.{_q(pk[0])} IS NULL THEN NULL ELSE to_jsonb(l)::text END AS live,
-               CASE WHEN r.{_q(pk[0])} IS NULL THEN NULL ELSE to_jsonb(r)::text END AS replay
-        FROM {live_t} l FULL JOIN {replay_t} r ON {on}
-        WHERE ROW({lrow}) IS DISTINCT FROM ROW({rrow})
-        LIMIT {MAX_REPORTED + 1}
+        WITH differing AS MATERIALIZED (
+            SELECT CASE WHEN l.{_q(pk[0])} IS NULL THEN NULL ELSE to_jsonb(l)::text END AS live,
+                   CASE WHEN r.{_q(pk[0])} IS NULL THEN NULL ELSE to_jsonb(r)::text END AS replay
+            FROM {live_t} l FULL JOIN {replay_t} r ON {on}
+            WHERE ROW({lrow}) IS DISTINCT FROM ROW({rrow})
+        )
+        SELECT live, replay FROM differing LIMIT {MAX_REPORTED + 1}
     """
     rows = await conn.fetch(sql)
     count = await conn.fetchval(f"SELECT count(*) FROM {replay_t}")
@@ -581,7 +597,10 @@ async def verify_projections(
     from projections.runner import LIVE_SCHEMA, catch_up
 
     live_schema = LIVE_SCHEMA
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+    # the service's session settings (JIT off: it compiled for longer than it saved here)
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=4, server_settings=dict(SERVER_SETTINGS)
+    )
     assert pool is not None
     try:
         conn: asyncpg.Connection

@@ -185,6 +185,34 @@ async def test_verify_fails_naming_the_ticket_when_a_projection_row_is_edited(
     assert not [p for p in report.problems if p.kind != "projection"]
 
 
+async def test_verify_accepts_a_state_of_the_earlier_format_and_catches_an_altered_one(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    """A live fold stored before the positional codec is not a difference (its other
+    columns are still compared); a fold of the current format that does not match the
+    replay is."""
+    import msgspec
+
+    from projections.fold import decode_state, encode_state
+
+    ids = await healthy_db(fresh_pool)
+    state = await fresh_pool.fetchval("SELECT state FROM ticket_summaries WHERE id = $1", ids[0])
+    earlier = msgspec.msgpack.Encoder().encode(decode_state(state))
+    await fresh_pool.execute(
+        "UPDATE ticket_summaries SET state = $2 WHERE id = $1", ids[0], earlier
+    )
+    report = await audit.verify(fresh_dsn)
+    assert report.ok, report.summary()
+
+    other = await fresh_pool.fetchval("SELECT state FROM ticket_summaries WHERE id = $1", ids[1])
+    altered = msgspec.structs.replace(decode_state(other), reopened_count=7)
+    await fresh_pool.execute(
+        "UPDATE ticket_summaries SET state = $2 WHERE id = $1", ids[1], encode_state(altered)
+    )
+    report = await audit.verify(fresh_dsn)
+    assert {(p.table, p.ticket) for p in report.problems} == {("ticket_summaries", ids[1])}
+
+
 # --- export -----------------------------------------------------------------------------------
 
 
