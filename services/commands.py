@@ -358,10 +358,15 @@ class CommandService:
                             result = await self._attempt(
                                 ticket_id, make, ctx, new_stream, names, conn, next_id
                             )
-                    else:
+                    elif new_stream:  # one statement: the append
                         result = await self._attempt(
                             ticket_id, make, ctx, new_stream, names, None, next_id
                         )
+                    else:  # the read and the append on one connection: one checkout
+                        async with self.pool.acquire() as conn:
+                            result = await self._attempt(
+                                ticket_id, make, ctx, new_stream, names, conn, next_id
+                            )
                 except ConcurrencyConflict:
                     if ctx.expected_version is not None:
                         raise VersionMismatch(
@@ -402,17 +407,19 @@ class CommandService:
     ) -> CommandResult:
         """One load-decide-append; ConcurrencyConflict when another writer got in first."""
         state: domain.Ticket | None = None
-        history: list[RecordedEvent] = []
+        prev_hash: bytes | None = None
         if not new_stream:
-            if next_id is not None and next_id.value is None:
-                history, next_id.value = await self.store.read_stream_and_next_id(
-                    ticket_id, next_id.sequence, conn=conn
-                )
-            else:
-                history = await self.store.read_stream(ticket_id, conn=conn)
-            state = domain.fold((e.event, e.occurred_at) for e in history)
+            # a fresh id comes with the first read; a retry keeps it
+            fresh = next_id if next_id is not None and next_id.value is None else None
+            stream = await self.store.read_for_decision(
+                ticket_id, fresh.sequence if fresh is not None else None, conn=conn
+            )
+            if fresh is not None:
+                fresh.value = stream.next_id
+            state = domain.fold(stream.facts)
             if state is None:
                 raise TicketNotFound(f"ticket {ticket_id} not found")
+            prev_hash = stream.last_hash
         version = state.version if state is not None else 0
         now = self.clock()
         if state is not None and ctx.actor.role != "system":
@@ -441,7 +448,6 @@ class CommandService:
         )
         new = [NewEvent(event=e, metadata=meta, occurred_at=at) for e in events]
         idem = self._idempotency_record(ctx, version, len(events))
-        prev_hash = history[-1].hash if history else None
         recorded = await self.store.append(
             ticket_id, version, prev_hash, new, idempotency=idem, recorded_at=now, conn=conn
         )

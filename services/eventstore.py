@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -198,6 +198,12 @@ APPEND_ONE_EXISTING = _EXISTING_STREAM + _APPEND_ONE_TAIL
 APPEND_ONE_NEW = _NEW_STREAM + _APPEND_ONE_TAIL
 
 
+class StreamForDecision(NamedTuple):
+    facts: list[tuple[Event, datetime]]  # the stream's events and occurred-at times
+    last_hash: bytes | None  # the hash chain's head (None: an empty stream)
+    next_id: int | None  # from the sequence asked for, if any
+
+
 class EventStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -222,23 +228,35 @@ class EventStore:
         )
         return [(decode_event(r[0], r[1], r[2]), r[3]) for r in rows]
 
-    async def read_stream_and_next_id(
-        self, stream_id: int, sequence: str, *, conn: asyncpg.Connection | None = None
-    ) -> tuple[list[RecordedEvent], int]:
-        """``read_stream`` plus ``nextval(sequence)`` in the same round trip.
-
-        For commands that need a fresh id (a message id) and the stream's history anyway.
-        """
-        if sequence not in ID_SEQUENCES:
+    async def read_for_decision(
+        self,
+        stream_id: int,
+        sequence: str | None = None,
+        *,
+        conn: asyncpg.Connection | None = None,
+    ) -> StreamForDecision:
+        """What a command needs of a stream, in one round trip: its events to fold, the
+        chain's last hash, and, when ``sequence`` is given, a fresh id from it (a message
+        id). Only those columns: no metadata, positions or times to fetch and decode."""
+        if sequence is None:
+            sql = (
+                "SELECT NULL::bigint AS next_id, type, schema, data, occurred_at, hash "
+                "FROM events WHERE stream_id = $1 ORDER BY version"
+            )
+        elif sequence in ID_SEQUENCES:
+            sql = (
+                "SELECT n.next_id, e.type, e.schema, e.data, e.occurred_at, e.hash "
+                f"FROM (SELECT nextval('{sequence}') AS next_id) n "
+                "LEFT JOIN events e ON e.stream_id = $1 ORDER BY e.version"
+            )
+        else:
             raise ValueError(f"unknown id sequence {sequence!r}")
-        sql = (
-            f"SELECT n.next_id, {_E_COLUMNS} FROM (SELECT nextval('{sequence}') AS next_id) n"
-            " LEFT JOIN events e ON e.stream_id = $1 ORDER BY e.version"
-        )
         runner = conn if conn is not None else self.pool
         rows = await runner.fetch(sql, stream_id)
-        events = [row_to_event(r) for r in rows if r["position"] is not None]
-        return events, int(rows[0]["next_id"])
+        facts = [(decode_event(r[1], r[2], r[3]), r[4]) for r in rows if r[1] is not None]
+        last_hash = bytes(rows[-1][5]) if facts else None
+        next_id = rows[0][0] if rows else None
+        return StreamForDecision(facts, last_hash, None if next_id is None else int(next_id))
 
     async def append(
         self,

@@ -500,3 +500,27 @@ async def test_migrate_twice_on_an_empty_database_is_idempotent(servers: object)
 async def test_migrate_on_an_already_migrated_database_applies_nothing(fresh_dsn: str) -> None:
     assert await migrate(fresh_dsn) == []
     assert await migrate(fresh_dsn) == []
+
+
+async def test_a_read_for_a_decision_holds_the_facts_the_head_hash_and_a_fresh_id(
+    fresh_pool: asyncpg.Pool,
+) -> None:
+    store = EventStore(fresh_pool)
+    first = await start_stream(store, 41)
+    (second,) = await store.append(41, 1, first.hash, [new(posted(1, "more"))])
+    full = await store.read_stream(41)
+
+    plain = await store.read_for_decision(41)
+    assert plain.facts == [(e.event, e.occurred_at) for e in full]
+    assert plain.last_hash == second.hash
+    assert plain.next_id is None
+
+    a = await store.read_for_decision(41, "message_id_seq")
+    b = await store.read_for_decision(41, "message_id_seq")
+    assert a.facts == plain.facts and a.last_hash == plain.last_hash
+    assert a.next_id is not None and b.next_id == a.next_id + 1
+
+    empty = await store.read_for_decision(999, "message_id_seq")
+    assert empty.facts == [] and empty.last_hash is None and empty.next_id == b.next_id + 1
+    with pytest.raises(ValueError):
+        await store.read_for_decision(41, "events; DROP TABLE events")
