@@ -65,6 +65,17 @@ class Config:
     api_workers: int
 
 
+# The baseline each HTTP operation is paired with (measured again just before it).
+PAIRED_BASELINE = {
+    "raise": "baseline_insert",
+    "message": "baseline_insert",
+    "get_one": "baseline_select",
+    "list": "baseline_select",
+    "keyword": "baseline_select",
+    "list_uncached": "baseline_select",
+    "keyword_uncached": "baseline_select",
+}
+
 QUICK = Config("quick", 20_000, 4, 64, 2.5, (1, 16, 64), 6, 200, 10_000, 1)
 FULL = Config("full", 1_000_000, 15, 64, 8, (1, 16, 64), 20, 1000, 100_000, 1)
 
@@ -226,6 +237,8 @@ class Bench:
         self.first_id = 1
         self.last_id = 0
         self.base_env: dict[str, str] = {}
+        self.baseline: tuple[Proc, int] | None = None  # the baseline app and its port
+        self.baseline_ops: dict[str, Op] = {}
 
     # -- phase bookkeeping --
 
@@ -361,20 +374,21 @@ class Bench:
 
         return issue_token(self.secret, f"bench-{role}", role, name=f"Bench {role}", ttl_s=86400)
 
-    def load(self, port: int, op: Op, key: str) -> None:
+    def load(self, port: int, op: Op, key: str) -> dict[str, Any]:
         res = loadgen.run_load(
             f"http://127.0.0.1:{port}",
             op,
             connections=self.cfg.connections,
             duration_s=self.cfg.http_seconds,
         )
-        self.r["http"][key] = asdict(res)
+        figures = asdict(res)
         say(
             f"  {key}: {res.rps:,.0f} req/s, p50 {res.p50_ms:.2f} ms, p99 {res.p99_ms:.2f} ms, "
             f"errors {res.errors} ({res.tool})"
         )
         if res.requests and res.errors > res.requests * 0.01:
             raise RuntimeError(f"{key}: {res.errors} of {res.requests} requests failed")
+        return figures
 
     async def wait_projections(self, limit_s: float) -> bool:
         """Wait until every projection checkpoint has reached the log's head."""
@@ -521,6 +535,8 @@ class Bench:
             await pool.close()
 
     async def baselines(self) -> None:
+        """Start the baseline app (it stays up, idle, for the pairs in product_http) and
+        measure both baselines once."""
         from bench.baseline_app import prepare
 
         rows = await prepare(self.dsn, self.cfg.baseline_rows)
@@ -530,22 +546,27 @@ class Bench:
             [sys.executable, "-m", "bench.baseline_app", "--workers", str(self.cfg.api_workers)],
             port,
         )
-        try:
-            await wait_http(port, "/rows/1", proc)
-            self.sampler.procs["baseline"] = proc
-            body = msgspec.json.encode(
-                {"subject": "Printer on fire", "body": "It smokes since the last update"}
-            )
-            hdr = {"Content-Type": "application/json"}
-            self.load(port, Op("baseline_insert", "POST", "/insert", body, hdr), "baseline_insert")
-            self.load(
-                port,
-                Op("baseline_select", "GET", "/rows/{id}", None, {}, id_range=(1, rows)),
-                "baseline_select",
-            )
-        finally:
+        await wait_http(port, "/rows/1", proc)
+        self.sampler.procs["baseline"] = proc
+        self.baseline = (proc, port)
+        body = msgspec.json.encode(
+            {"subject": "Printer on fire", "body": "It smokes since the last update"}
+        )
+        hdr = {"Content-Type": "application/json"}
+        self.baseline_ops = {
+            "baseline_insert": Op("baseline_insert", "POST", "/insert", body, hdr),
+            "baseline_select": Op(
+                "baseline_select", "GET", "/rows/{id}", None, {}, id_range=(1, rows)
+            ),
+        }
+        for key, op in self.baseline_ops.items():
+            self.r["http"][key] = self.load(port, op, key)
+
+    def stop_baseline(self) -> None:
+        if self.baseline is not None:
             self.r.setdefault("rss", {})["baseline_max_mib"] = self.sampler.max_for("baseline")
-            self.stop(proc)
+            self.stop(self.baseline[0])
+            self.baseline = None
 
     def product_ops(self) -> dict[str, Op]:
         auth = {"Authorization": f"Bearer {self.token('agent')}"}
@@ -607,8 +628,17 @@ class Bench:
                     f"{key}: {op.method} {op.path} answered {status}: {body[:300]!r}"
                 )
         for key, op in ops.items():
+            # Its baseline again, just before: on a shared machine the load of other
+            # tenants drifts within minutes, and a pair measured back to back sees the
+            # same machine (report.py takes each operation's ratio from its pair).
+            if self.baseline is not None:
+                base = PAIRED_BASELINE[key]
+                self.sampler.label = f"http:{base}"
+                paired = self.load(self.baseline[1], self.baseline_ops[base], f"{base} (pair)")
             self.sampler.label = f"http:{key}"
-            self.load(self.api_port, op, key)
+            self.r["http"][key] = self.load(self.api_port, op, key)
+            if self.baseline is not None:
+                self.r["http"][key]["paired_baseline"] = {"name": base, **paired}
             if key in ("raise", "message") and not await self.wait_projections(60):
                 say("  (projections did not catch up within 60 s)")
         self.sampler.label = "http"
@@ -828,10 +858,12 @@ class Bench:
         if api_up:
             with self.phase("product_http") as ok:
                 await self.product_http()
+            self.stop_baseline()  # idle from here on; gone before the lag is measured
             with self.phase("projection_lag") as ok:
                 await self.projection_lag()
             with self.phase("keyword_latency") as ok:
                 await self.keyword_latency()
+        self.stop_baseline()
         rss = self.r.setdefault("rss", {})
         rss["api_max_worker_mib"] = self.sampler.max_for("api")
         rss["worker_max_mib"] = self.sampler.max_for("worker")

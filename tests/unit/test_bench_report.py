@@ -1,0 +1,51 @@
+"""The bench report: each operation's ratio is taken against its paired baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import report
+
+
+def _fig(rps: float, p99: float) -> dict[str, Any]:
+    return {"rps": float(rps), "p50_ms": p99 / 4, "p99_ms": float(p99), "errors": 0}
+
+
+def _targets(http: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["target"]: t for t in report.evaluate_targets({"http": http})}
+
+
+def test_a_ratio_uses_the_baseline_measured_just_before_the_operation() -> None:
+    http = {
+        "baseline_insert": _fig(4000, 100),  # the baselines' own phase, minutes earlier
+        "raise": {
+            **_fig(1500, 120),
+            "paired_baseline": {"name": "baseline_insert", **_fig(2000, 100)},
+        },
+    }
+    t = _targets(http)
+    assert t["raise req/s >= 0.6 x baseline_insert"]["value"] == 0.75
+    assert t["raise req/s >= 0.6 x baseline_insert"]["status"] == "met"
+    assert t["raise p99 <= 1.5 x baseline_insert p99"]["value"] == 1.2
+    # the table shows the pair in the baseline columns
+    assert (
+        "| raise | 1,500 | 30.00 | 120.00 | 0 | baseline_insert | 2,000 | 100.00 | 0.75 | 1.20 |"
+        in report.markdown({"http": http})
+    )
+
+
+def test_without_a_pair_the_baselines_phase_is_used() -> None:
+    http = {"baseline_select": _fig(4000, 50), "get_one": _fig(2000, 60)}
+    assert _targets(http)["get_one req/s >= 0.7 x baseline_select"]["value"] == 0.5
+    assert _targets(http)["get_one req/s >= 0.7 x baseline_select"]["status"] == "missed"
+
+
+def test_a_pair_of_another_baseline_is_not_taken() -> None:
+    http = {
+        "baseline_select": _fig(4000, 50),
+        "get_one": {
+            **_fig(2000, 60),
+            "paired_baseline": {"name": "baseline_insert", **_fig(1000, 10)},
+        },
+    }
+    assert _targets(http)["get_one req/s >= 0.7 x baseline_select"]["value"] == 0.5
