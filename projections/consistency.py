@@ -214,13 +214,18 @@ class VersionProbe:
     async def _run(self, pool: asyncpg.Pool, future: asyncio.Future[Any]) -> None:
         try:
             found = await _read_version(pool)
-        except BaseException as exc:  # every waiter gets the error (cancelled: a shutdown)
+        except asyncio.CancelledError:  # shutting down: no more checks
+            waiting, self._next, self._running = self._next, None, None
+            for f in (future, waiting):
+                if f is not None:
+                    f.cancel()
+            raise
+        except Exception as exc:  # every waiter gets the error
             future.set_exception(exc)
         else:
             future.set_result(found)
-        finally:
-            waiting, self._next = self._next, None
-            self._running = self._start(pool, waiting) if waiting is not None else None
+        waiting, self._next = self._next, None
+        self._running = self._start(pool, waiting) if waiting is not None else None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

@@ -108,3 +108,23 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_check(
     assert await third == await first
     with pytest.raises(asyncio.CancelledError):
         await second
+
+
+async def test_a_shutdown_cancels_the_check_and_its_waiters_and_starts_no_other(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    await _raise(proj_service)
+    await proj_catch_up(fresh_pool)
+    gated = GatedPool(fresh_pool)
+    probe = VersionProbe()
+
+    first = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    await gated.ran.wait()
+    waiting = asyncio.create_task(probe.version(gated))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert probe._task is not None
+    probe._task.cancel()  # as the loop does to every task at shutdown
+    for task in (first, waiting):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert probe.statements == 1
