@@ -120,7 +120,6 @@ COLUMNS = (
     " occurred_at, recorded_at, hash, prev_hash"
 )
 
-_E_COLUMNS = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))
 ID_SEQUENCES = frozenset({"ticket_id_seq", "message_id_seq"})
 
 
