@@ -39,7 +39,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b
 
 
-def baseline_for(http: dict[str, Any], op: str, base: str) -> dict[str, Any] | None:
+def baseline_for(http: dict[str, Any], op: str, base: str) -> Any:
     """The baseline figures ``op`` is compared with: its pair (the baseline measured just
     before it), else the baselines phase's."""
     p = http.get(op) or {}
