@@ -128,3 +128,54 @@ async def test_a_shutdown_cancels_the_check_and_its_waiters_and_starts_no_other(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert probe.statements == 1
+
+
+async def test_lists_through_the_probe_hold_every_write_acknowledged_before_them(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    from datetime import UTC, datetime
+
+    from projections import queries
+
+    probe = VersionProbe()
+
+    async def page() -> queries.Page:
+        return await queries.list_page_consistent(
+            fresh_pool,
+            queries.TicketFilter(),
+            limit=50,
+            now=datetime.now(UTC),
+            timezone="UTC",
+            wait_ms=10_000,
+            probe=probe,
+        )
+
+    raised: set[int] = set()
+    for _ in range(4):
+        r = await proj_service.raise_ticket(
+            Context(actor=CUSTOMERS[0]), subject="s", description="d", category_id=1
+        )
+        raised.add(r.ticket.id)
+        # behind: these wait until the projections have the new ticket
+        waiting = [asyncio.create_task(page()) for _ in range(8)]
+        await asyncio.sleep(0.02)
+        await proj_catch_up(fresh_pool)
+        # current: these take the shared check, then the plain list
+        current = [asyncio.create_task(page()) for _ in range(8)]
+        for p in await asyncio.gather(*waiting, *current):
+            assert {t.id for t in p.rows} == raised
+            assert p.lag is None and p.version is not None
+        latest = await _read_version(fresh_pool)
+        assert all(p.version == latest for p in await asyncio.gather(*current))
+        # and a repeat at that version is "unchanged" without reading rows
+        again = await queries.list_page_consistent(
+            fresh_pool,
+            queries.TicketFilter(),
+            limit=50,
+            now=datetime.now(UTC),
+            timezone="UTC",
+            wait_ms=0,
+            known=latest,
+            probe=probe,
+        )
+        assert again.unchanged and again.rows == []
