@@ -57,9 +57,29 @@ def request_id_from_scope(scope: Scope | dict[str, Any]) -> str:
                     rid = candidate
                 break
         if rid is None:
-            rid = os.urandom(16).hex()  # as random as uuid4().hex, for a fraction of it
+            rid = _new_request_id()
         state[_STATE_ID] = rid
     return str(rid)
+
+
+class _RequestIds:
+    """32 hex digits: 64 random bits per process, then a counter. Unique across processes
+    and restarts without a system call per request (``os.urandom`` for each one was 3% of a
+    get's CPU); request ids correlate, they authorize nothing, so they need not be secret."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._next = 0
+
+    def __call__(self) -> str:
+        if self._pid != os.getpid():  # a forked child must not repeat its parent's ids
+            self._pid, self._prefix, self._next = os.getpid(), os.urandom(8).hex(), 0
+        self._next += 1
+        return f"{self._prefix}{self._next:016x}"
+
+
+_new_request_id = _RequestIds()
 
 
 def set_projection_lag(scope: Scope | dict[str, Any], lag_ms: int) -> None:
