@@ -3,9 +3,8 @@
 ``POST /insert`` decodes a small JSON body and INSERTs it as one row; ``GET /rows/{id}``
 is one primary-key SELECT. They show what this machine, server and database can do at
 all, so the product's figures are quoted as ratios against them. The app uses the
-service's own pool (``services.db.create_pool``: its settings, and its release without a
-task per query, so that a pool change moves both sides of a ratio alike) and is served the
-same way as the product (``python -m bench.baseline_app`` mirrors ``ticketing serve``).
+service's own pool settings (``services.db.create_pool``) and is served the same way as
+the product (``python -m bench.baseline_app`` mirrors ``ticketing serve``).
 """
 
 from __future__ import annotations

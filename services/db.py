@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 MIGRATION_LOCK = 7_310_001  # advisory lock key: one migrator at a time
 
@@ -28,64 +26,15 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     """
 
 
-class Pool(asyncpg.Pool):  # type: ignore[misc]
-    """asyncpg's pool, minus a task per release.
-
-    asyncpg releases every connection through ``asyncio.shield`` so that a caller
-    cancelled meanwhile still returns it; the shield costs a task per query (5-8% of a
-    short read's CPU, measured with ``python -m bench.inprocess``). When the release cannot
-    suspend (no transaction to roll back, no cancellation to wait for, no reset query, the
-    connection not due to be closed), it runs the same holder code inline: with nothing
-    to wait for there is nothing a cancellation could interrupt. Anything else, or an
-    asyncpg whose internals differ, takes asyncpg's own path.
-    """
-
-    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        if not _releases_without_waiting(self, connection):
-            await super().release(connection, timeout=timeout)
-            return
-        holder = connection._holder
-        self._check_init()
-        connection._con._on_release()
-        await holder.release(holder._timeout if timeout is None else timeout)
-
-
-def _releases_without_waiting(pool: Pool, proxy: Any) -> bool:
-    try:
-        con, holder = proxy._con, proxy._holder
-        return bool(
-            type(proxy) is PoolConnectionProxy
-            and con is not None
-            and holder._pool is pool
-            and pool._reset is _no_reset
-            and not con.is_closed()
-            and not con.is_in_transaction()
-            and con._top_xact is None
-            and not con._protocol._is_cancelling()
-            and con._protocol.queries_count < holder._max_queries
-            and holder._generation == pool._generation
-        )
-    except AttributeError:  # another asyncpg: its own path
-        return False
-
-
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, reset: bool = False
 ) -> asyncpg.Pool:
-    # asyncpg.create_pool's defaults, with our class (it takes no pool class)
-    pool = await Pool(
+    pool = await asyncpg.create_pool(
         dsn,
-        connection_class=asyncpg.Connection,
-        record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,
-        max_queries=50_000,
-        max_inactive_connection_lifetime=300.0,
-        setup=None,
-        init=None,
-        reset=None if reset else _no_reset,
-        loop=None,
         server_settings=SERVER_SETTINGS,
+        reset=None if reset else _no_reset,
     )
     assert pool is not None
     return pool
