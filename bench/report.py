@@ -136,7 +136,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"at end {meta.get('load_average_at_end')}: other work on the machine skews "
         "absolute figures; the ratios are measured side by side: each operation's "
         "baseline columns are its pair, the baseline measured again just before it "
-        "(the first two rows are the baselines' own phase).",
+        f"(in {meta.get('config', {}).get('rounds', 1)} alternating round(s) over the "
+        "operation's time: req/s over all rounds, each percentile the median of the "
+        "rounds'; the first two rows are the baselines' own phase).",
         "",
         f"Reproduce: `{meta.get('command', 'ticketing bench')}`",
         "",

@@ -22,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -63,6 +64,7 @@ class Config:
     keyword_requests: int
     baseline_rows: int
     api_workers: int
+    rounds: int = 1  # alternations of each operation with its baseline (see product_http)
 
 
 # The baseline each HTTP operation is paired with (measured again just before it).
@@ -77,7 +79,7 @@ PAIRED_BASELINE = {
 }
 
 QUICK = Config("quick", 20_000, 4, 64, 2.5, (1, 16, 64), 6, 200, 10_000, 1)
-FULL = Config("full", 1_000_000, 15, 64, 8, (1, 16, 64), 20, 1000, 100_000, 1)
+FULL = Config("full", 1_000_000, 15, 64, 8, (1, 16, 64), 20, 1000, 100_000, 1, rounds=3)
 
 
 def has(module: str) -> bool:
@@ -211,6 +213,29 @@ async def wait_http(port: int, path: str, proc: Proc, limit_s: float = 40.0) -> 
     raise RuntimeError(
         f"{proc.name} did not answer {path} in {limit_s:.0f}s ({last}):\n{proc.tail()}"
     )
+
+
+def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure for several rounds of the same load: req/s over all of them (requests and
+    errors summed), each latency percentile the median of the rounds' (the load generator
+    reports percentiles, not histograms, so they cannot be merged exactly); the rounds
+    themselves are kept."""
+    if len(results) == 1:
+        return dict(results[0])
+    out = dict(results[0])
+    requests = sum(int(r["requests"]) for r in results)
+    seconds = sum(float(r["duration_s"]) for r in results)
+    out.update(
+        requests=requests,
+        errors=sum(int(r["errors"]) for r in results),
+        duration_s=seconds,
+        rps=requests / seconds if seconds else 0.0,
+        max_ms=max(float(r["max_ms"]) for r in results),
+        rounds=[{k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")} for r in results],
+    )
+    for k in ("p50_ms", "p90_ms", "p99_ms"):
+        out[k] = statistics.median(float(r[k]) for r in results)
+    return out
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -374,12 +399,12 @@ class Bench:
 
         return issue_token(self.secret, f"bench-{role}", role, name=f"Bench {role}", ttl_s=86400)
 
-    def load(self, port: int, op: Op, key: str) -> dict[str, Any]:
+    def load(self, port: int, op: Op, key: str, seconds: float | None = None) -> dict[str, Any]:
         res = loadgen.run_load(
             f"http://127.0.0.1:{port}",
             op,
             connections=self.cfg.connections,
-            duration_s=self.cfg.http_seconds,
+            duration_s=seconds or self.cfg.http_seconds,
         )
         figures = asdict(res)
         say(
@@ -627,20 +652,30 @@ class Bench:
                 raise RuntimeError(
                     f"{key}: {op.method} {op.path} answered {status}: {body[:300]!r}"
                 )
+        # Each operation alternates with its baseline, ``rounds`` times over the operation's
+        # time: on a shared machine the load of other tenants drifts within minutes, and
+        # pairs measured back to back, several times over, see the same machine
+        # (report.py takes each operation's ratio from its pair).
+        rounds = max(1, self.cfg.rounds)
+        seconds = self.cfg.http_seconds / rounds
         for key, op in ops.items():
-            # Its baseline again, just before: on a shared machine the load of other
-            # tenants drifts within minutes, and a pair measured back to back sees the
-            # same machine (report.py takes each operation's ratio from its pair).
-            if self.baseline is not None:
-                base = PAIRED_BASELINE[key]
-                self.sampler.label = f"http:{base}"
-                paired = self.load(self.baseline[1], self.baseline_ops[base], f"{base} (pair)")
-            self.sampler.label = f"http:{key}"
-            self.r["http"][key] = self.load(self.api_port, op, key)
-            if self.baseline is not None:
-                self.r["http"][key]["paired_baseline"] = {"name": base, **paired}
-            if key in ("raise", "message") and not await self.wait_projections(60):
-                say("  (projections did not catch up within 60 s)")
+            base = PAIRED_BASELINE[key]
+            mine: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            for n in range(rounds):
+                tag = f" (round {n + 1}/{rounds})" if rounds > 1 else ""
+                if self.baseline is not None:
+                    self.sampler.label = f"http:{base}"
+                    port, base_op = self.baseline[1], self.baseline_ops[base]
+                    theirs.append(self.load(port, base_op, f"{base} (pair){tag}", seconds))
+                self.sampler.label = f"http:{key}"
+                mine.append(self.load(self.api_port, op, key + tag, seconds))
+                # the worker's backlog is caught up before the next baseline round runs
+                if key in ("raise", "message") and not await self.wait_projections(60):
+                    say("  (projections did not catch up within 60 s)")
+            self.r["http"][key] = merge_rounds(mine)
+            if theirs:
+                self.r["http"][key]["paired_baseline"] = {"name": base, **merge_rounds(theirs)}
         self.sampler.label = "http"
 
     async def projection_lag(self) -> None:

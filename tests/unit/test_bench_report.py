@@ -49,3 +49,18 @@ def test_a_pair_of_another_baseline_is_not_taken() -> None:
         },
     }
     assert _targets(http)["get_one req/s >= 0.7 x baseline_select"]["value"] == 0.5
+
+
+def test_rounds_merge_into_one_figure() -> None:
+    from bench.run import merge_rounds
+
+    rounds = [
+        {**_fig(1000, 100), "requests": 5000, "duration_s": 5.0, "p90_ms": 50.0, "max_ms": 300.0},
+        {**_fig(3000, 40), "requests": 15000, "duration_s": 5.0, "p90_ms": 20.0, "max_ms": 90.0},
+        {**_fig(2000, 60), "requests": 10000, "duration_s": 5.0, "p90_ms": 30.0, "max_ms": 120.0},
+    ]
+    merged = merge_rounds(rounds)
+    assert merged["requests"] == 30000 and merged["rps"] == 2000.0
+    assert merged["p99_ms"] == 60.0 and merged["p90_ms"] == 30.0 and merged["max_ms"] == 300.0
+    assert [r["rps"] for r in merged["rounds"]] == [1000.0, 3000.0, 2000.0]
+    assert merge_rounds(rounds[:1]) == rounds[0]
