@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from bench import loadgen
 from bench.loadgen import Op
-from bench.run import FULL, Bench, Config, free_port, wait_http
+from bench.run import FULL, Bench, Config
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -90,7 +89,9 @@ def measure(bench: Bench, port: int, op: Op, seconds: float, roles: dict[str, in
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    cfg = Config(**{**asdict(FULL), "mode": "cpusplit", "tickets": args.tickets})
+    cfg = Config(
+        **{**asdict(FULL), "mode": "cpusplit", "tickets": args.tickets, "baseline_rows": 10_000}
+    )
     out = Path(args.out)
     bench = Bench(cfg, out)
     bench.r["meta"] = {}
@@ -102,22 +103,10 @@ async def main_async(args: argparse.Namespace) -> None:
         ops = bench.product_ops()
         wanted = args.ops.split(",")
         if "baseline" in wanted:
-            import msgspec
-
-            from bench.baseline_app import prepare
-
-            rows = await prepare(bench.dsn, 10_000)
-            port = free_port()
-            proc = bench.spawn("baseline", [sys.executable, "-m", "bench.baseline_app"], port)
-            await wait_http(port, "/rows/1", proc)
-            body = msgspec.json.encode({"subject": "Printer on fire", "body": "It smokes"})
-            hdr = {"Content-Type": "application/json"}
-            for op in (
-                Op("baseline_insert", "POST", "/insert", body, hdr),
-                Op("baseline_select", "GET", "/rows/{id}", None, {}, id_range=(1, rows)),
-            ):
+            proc, port = await bench.start_baseline()
+            for op in bench.baseline_ops.values():
                 measure(bench, port, op, args.seconds, {"api": proc.pid})
-            bench.stop(proc)
+            bench.stop_baseline()
         roles: dict[str, int] = {}
         if not args.no_worker:
             roles["worker"] = bench.start_worker().pid

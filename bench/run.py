@@ -559,9 +559,9 @@ class Bench:
         finally:
             await pool.close()
 
-    async def baselines(self) -> None:
+    async def start_baseline(self) -> tuple[Proc, int]:
         """Start the baseline app (it stays up, idle, for the pairs in product_http) and
-        measure both baselines once."""
+        define its two operations."""
         from bench.baseline_app import prepare
 
         rows = await prepare(self.dsn, self.cfg.baseline_rows)
@@ -584,6 +584,11 @@ class Bench:
                 "baseline_select", "GET", "/rows/{id}", None, {}, id_range=(1, rows)
             ),
         }
+        return self.baseline
+
+    async def baselines(self) -> None:
+        """Start the baseline app and measure both baselines once."""
+        _, port = await self.start_baseline()
         for key, op in self.baseline_ops.items():
             self.r["http"][key] = self.load(port, op, key)
 

@@ -150,9 +150,7 @@ class Versioned(NamedTuple):
     unchanged: bool  # current and still at ``known``: the query did not run, rows == []
 
 
-async def unchanged_since(
-    pool: asyncpg.Pool, known: ReadModelVersion, probe: VersionProbe | None = None
-) -> bool:
+async def unchanged_since(pool: asyncpg.Pool, known: ReadModelVersion) -> bool:
     """True when the projections are current (they include every event committed before
     this call) and still at ``known``: a result read at ``known`` is then exactly what the
     read models would answer now (they change only in the transactions that move their
@@ -160,9 +158,7 @@ async def unchanged_since(
 
     A constant statement of its own, so a kept result costs no planning of the caller's
     query (planning a filtered list each time cost PostgreSQL more than running it);
-    ``probe`` shares it between concurrent callers."""
-    if probe is not None:
-        return await probe.version(pool) == known
+    ``VersionProbe`` shares it between concurrent callers."""
     return await _read_version(pool) == known
 
 

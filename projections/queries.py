@@ -505,12 +505,25 @@ async def list_tickets(
     Returns the page and the cursor of the next page (None on the last page).
     """
     limit = max(1, min(int(limit), MAX_LIMIT))
-    plan = await _plan_for(pool, f)
-    sql, args = _list_sql(
-        f, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone, keyword=plan
-    )
+    sql, args = await _statement(pool, f, limit, cursor, offset, now, timezone)
     rows = await pool.fetch(sql, *args)
     return _page([_ticket(r) for r in rows], limit)
+
+
+async def _statement(
+    pool: asyncpg.Pool,
+    f: TicketFilter,
+    limit: int,
+    cursor: str | None,
+    offset: int | None,
+    now: datetime,
+    timezone: str,
+) -> tuple[str, list[Any]]:
+    """The list statement for ``f`` (a keyword query's plan looked up first)."""
+    plan = await _plan_for(pool, f)
+    return _list_sql(
+        f, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone, keyword=plan
+    )
 
 
 async def list_tickets_consistent(
@@ -575,10 +588,7 @@ async def list_page_consistent(
     elif known is not None and await unchanged_since(pool, known):
         return Page([], None, None, known, True)
     limit = max(1, min(int(limit), MAX_LIMIT))
-    plan = await _plan_for(pool, f)
-    sql, args = _list_sql(
-        f, limit=limit, cursor=cursor, offset=None, now=now, timezone=timezone, keyword=plan
-    )
+    sql, args = await _statement(pool, f, limit, cursor, None, now, timezone)
     if current is not None:
         items, next_cursor = _page([_ticket(r) for r in await pool.fetch(sql, *args)], limit)
         return Page(items, next_cursor, None, current, False)

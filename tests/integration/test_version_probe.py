@@ -39,11 +39,17 @@ async def _raise(service: CommandService) -> None:
     )
 
 
-async def test_concurrent_callers_share_one_statement_and_see_the_current_version(
-    proj_service: CommandService, fresh_pool: asyncpg.Pool
-) -> None:
+@pytest.fixture
+async def current(proj_service: CommandService, fresh_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """A database holding one ticket, its projections caught up."""
     await _raise(proj_service)
     await proj_catch_up(fresh_pool)
+    return fresh_pool
+
+
+async def test_concurrent_callers_share_one_statement_and_see_the_current_version(
+    fresh_pool: asyncpg.Pool, current: asyncpg.Pool
+) -> None:
     expected = await _read_version(fresh_pool)
     assert expected is not None
 
@@ -55,10 +61,8 @@ async def test_concurrent_callers_share_one_statement_and_see_the_current_versio
 
 
 async def test_a_caller_that_arrives_during_a_check_gets_a_later_one(
-    proj_service: CommandService, fresh_pool: asyncpg.Pool
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, current: asyncpg.Pool
 ) -> None:
-    await _raise(proj_service)
-    await proj_catch_up(fresh_pool)
     gated = GatedPool(fresh_pool)
     probe = VersionProbe()
 
@@ -75,10 +79,8 @@ async def test_a_caller_that_arrives_during_a_check_gets_a_later_one(
 
 
 async def test_an_error_reaches_every_waiter_and_the_next_call_checks_again(
-    proj_service: CommandService, fresh_pool: asyncpg.Pool
+    fresh_pool: asyncpg.Pool, current: asyncpg.Pool
 ) -> None:
-    await _raise(proj_service)
-    await proj_catch_up(fresh_pool)
     gated = GatedPool(fresh_pool)
     gated.gate.set()
     gated.fail_next = True
@@ -90,10 +92,8 @@ async def test_an_error_reaches_every_waiter_and_the_next_call_checks_again(
 
 
 async def test_a_caller_that_goes_away_does_not_cancel_the_shared_check(
-    proj_service: CommandService, fresh_pool: asyncpg.Pool
+    fresh_pool: asyncpg.Pool, current: asyncpg.Pool
 ) -> None:
-    await _raise(proj_service)
-    await proj_catch_up(fresh_pool)
     gated = GatedPool(fresh_pool)
     probe = VersionProbe()
 
@@ -111,10 +111,8 @@ async def test_a_caller_that_goes_away_does_not_cancel_the_shared_check(
 
 
 async def test_a_shutdown_cancels_the_check_and_its_waiters_and_starts_no_other(
-    proj_service: CommandService, fresh_pool: asyncpg.Pool
+    fresh_pool: asyncpg.Pool, current: asyncpg.Pool
 ) -> None:
-    await _raise(proj_service)
-    await proj_catch_up(fresh_pool)
     gated = GatedPool(fresh_pool)
     probe = VersionProbe()
 
