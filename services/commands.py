@@ -56,6 +56,7 @@ from services.eventstore import (
     NewEvent,
     RecordedEvent,
 )
+from services.groupappend import GroupAppender
 
 log = logging.getLogger("ticketing.commands")
 
@@ -151,9 +152,12 @@ class CommandService:
         waker: Waker | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
         clock: Callable[[], datetime] | None = None,
+        group_appends: bool = True,
     ) -> None:
         self.pool = pool
         self.store = EventStore(pool)
+        # concurrent commands' appends share statements (services/groupappend.py)
+        self.appender = GroupAppender(self.store) if group_appends else None
         self.sla_policy: dict[str, SlaTargets] = {str(k): v for k, v in sla_policy.items()}
         self.waker = waker
         self.on_outcome = on_outcome
@@ -358,7 +362,8 @@ class CommandService:
                             result = await self._attempt(
                                 ticket_id, make, ctx, new_stream, names, conn, next_id
                             )
-                    elif new_stream:  # one statement: the append
+                    elif new_stream or (self.appender is not None and not ctx.idempotency_key):
+                        # the read (if any) from the pool, the append with the group
                         result = await self._attempt(
                             ticket_id, make, ctx, new_stream, names, None, next_id
                         )
@@ -448,9 +453,13 @@ class CommandService:
         )
         new = [NewEvent(event=e, metadata=meta, occurred_at=at) for e in events]
         idem = self._idempotency_record(ctx, version, len(events))
-        recorded = await self.store.append(
-            ticket_id, version, prev_hash, new, idempotency=idem, recorded_at=now, conn=conn
-        )
+        if conn is None and idem is None and self.appender is not None:
+            prepared = self.store.prepare(ticket_id, version, prev_hash, new, now)
+            recorded = await self.appender.append(prepared)
+        else:
+            recorded = await self.store.append(
+                ticket_id, version, prev_hash, new, idempotency=idem, recorded_at=now, conn=conn
+            )
         ticket = state
         for e in recorded:
             ticket = domain.evolve(ticket, e.event, e.occurred_at)

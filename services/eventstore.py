@@ -197,6 +197,91 @@ APPEND_ONE_EXISTING = _EXISTING_STREAM + _APPEND_ONE_TAIL
 APPEND_ONE_NEW = _NEW_STREAM + _APPEND_ONE_TAIL
 
 
+# Several appends in one statement (EventStore.append_many): each command's stream row is
+# inserted (a new stream) or moved on from its expected version; the events go in only for
+# the commands whose stream row moved, so a conflicting command appends nothing while the
+# others of the statement commit.
+APPEND_MANY = """
+WITH c AS (
+    SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::bytea[], $5::timestamptz[])
+         AS c(stream_id, expected, new_version, last_hash, recorded_at)
+), s_new AS (
+    INSERT INTO streams (stream_id, version, last_hash, updated_at)
+    SELECT stream_id, new_version, last_hash, recorded_at FROM c WHERE expected = 0
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING stream_id
+), s_old AS (
+    UPDATE streams s SET version = c.new_version, last_hash = c.last_hash,
+                         updated_at = c.recorded_at
+    FROM c WHERE c.expected > 0 AND s.stream_id = c.stream_id AND s.version = c.expected
+    RETURNING s.stream_id
+), ins AS (
+    INSERT INTO events (stream_id, version, type, schema, data, metadata,
+                        occurred_at, recorded_at, hash, prev_hash)
+    SELECT u.stream_id, u.version, u.type, u.schema, u.data::json, u.metadata::json,
+           u.occurred_at, c.recorded_at, u.hash, u.prev_hash
+    FROM unnest($6::int[], $7::bigint[], $8::int[], $9::text[], $10::int2[], $11::text[],
+                $12::text[], $13::timestamptz[], $14::bytea[], $15::bytea[])
+         AS u(cmd, stream_id, version, type, schema, data, metadata, occurred_at, hash,
+              prev_hash)
+    JOIN c ON c.stream_id = u.stream_id
+    WHERE u.stream_id IN (SELECT stream_id FROM s_new UNION ALL SELECT stream_id FROM s_old)
+    ORDER BY u.cmd, u.version
+    RETURNING stream_id, version, position, transaction_id
+)
+SELECT stream_id, version, position, transaction_id FROM ins ORDER BY position
+"""
+
+
+class _Row(NamedTuple):
+    """One event of an append, encoded and chained."""
+
+    version: int
+    type: str
+    schema: int
+    data: str
+    metadata: str
+    occurred_at: datetime
+    hash: bytes
+    prev_hash: bytes | None
+
+
+class PreparedAppend(NamedTuple):
+    """An append encoded and hashed (``EventStore.prepare``), ready to be written."""
+
+    stream_id: int
+    expected_version: int
+    recorded_at: datetime
+    events: list[NewEvent]
+    rows: list[_Row]
+
+    @property
+    def new_version(self) -> int:
+        return self.expected_version + len(self.rows)
+
+    def recorded(self, stored: Sequence[tuple[int, int]]) -> list[RecordedEvent]:
+        """The recorded events, given each one's stored (position, transaction_id)."""
+        return [
+            RecordedEvent(
+                position=position,
+                transaction_id=xid,
+                stream_id=self.stream_id,
+                version=r.version,
+                type=r.type,
+                schema=r.schema,
+                event=new.event,
+                metadata=new.metadata,
+                occurred_at=new.occurred_at,
+                recorded_at=self.recorded_at,
+                hash=r.hash,
+                prev_hash=r.prev_hash,
+                data_raw=r.data,
+                metadata_raw=r.metadata,
+            )
+            for (position, xid), r, new in zip(stored, self.rows, self.events, strict=True)
+        ]
+
+
 class StreamForDecision(NamedTuple):
     facts: list[tuple[Event, datetime]]  # the stream's events and occurred-at times
     last_hash: bytes | None  # the hash chain's head (None: an empty stream)
@@ -257,6 +342,28 @@ class EventStore:
         next_id = rows[0][0] if rows else None
         return StreamForDecision(facts, last_hash, None if next_id is None else int(next_id))
 
+    def prepare(
+        self,
+        stream_id: int,
+        expected_version: int,
+        prev_hash: bytes | None,
+        events: Sequence[NewEvent],
+        recorded_at: datetime | None = None,
+    ) -> PreparedAppend:
+        """Encode and chain-hash ``events`` for an append (no IO)."""
+        recorded_at = recorded_at or datetime.now(UTC)
+        rows: list[_Row] = []
+        prev = prev_hash
+        for i, new in enumerate(events):
+            version = expected_version + i + 1
+            data = _json.encode(new.event)
+            meta = _json.encode(new.metadata)
+            t, s = event_type(new.event), schema_of(new.event)
+            h = chain_hash(prev, stream_id, version, t, s, new.occurred_at, recorded_at, data, meta)
+            rows.append(_Row(version, t, s, data.decode(), meta.decode(), new.occurred_at, h, prev))
+            prev = h
+        return PreparedAppend(stream_id, expected_version, recorded_at, list(events), rows)
+
     async def append(
         self,
         stream_id: int,
@@ -276,34 +383,18 @@ class EventStore:
         """
         if not events:
             return []
-        recorded_at = recorded_at or datetime.now(UTC)
-        versions: list[int] = []
-        types: list[str] = []
-        schemas: list[int] = []
-        datas: list[str] = []
-        metas: list[str] = []
-        occurred: list[datetime] = []
-        hashes: list[bytes] = []
-        prevs: list[bytes | None] = []
-        prev = prev_hash
-        encoded: list[tuple[str, str]] = []
-        for i, new in enumerate(events):
-            version = expected_version + i + 1
-            data = _json.encode(new.event)
-            meta = _json.encode(new.metadata)
-            t, s = event_type(new.event), schema_of(new.event)
-            h = chain_hash(prev, stream_id, version, t, s, new.occurred_at, recorded_at, data, meta)
-            versions.append(version)
-            types.append(t)
-            schemas.append(s)
-            datas.append(data.decode())
-            metas.append(meta.decode())
-            occurred.append(new.occurred_at)
-            hashes.append(h)
-            prevs.append(prev)
-            encoded.append((datas[-1], metas[-1]))
-            prev = h
-        new_version = expected_version + len(events)
+        prepared = self.prepare(stream_id, expected_version, prev_hash, events, recorded_at)
+        return await self.append_prepared(prepared, idempotency=idempotency, conn=conn)
+
+    async def append_prepared(
+        self,
+        p: PreparedAppend,
+        *,
+        idempotency: IdempotencyRecord | None = None,
+        conn: asyncpg.Connection | None = None,
+    ) -> list[RecordedEvent]:
+        """``append`` of what ``prepare`` made: one statement."""
+        rows_in = p.rows
         idem_args: tuple[Any, ...] = (None, None, None, None)
         if idempotency is not None:
             idem_args = (
@@ -313,15 +404,16 @@ class EventStore:
                 _json.encode(idempotency.result).decode(),
             )
         runner = conn if conn is not None else self.pool
-        head = (stream_id, expected_version, new_version, prev, recorded_at)
+        head = (p.stream_id, p.expected_version, p.new_version, rows_in[-1].hash, p.recorded_at)
         try:
-            if len(events) == 1:
-                sql = APPEND_ONE_NEW if expected_version == 0 else APPEND_ONE_EXISTING
-                one = (types[0], schemas[0], datas[0], metas[0], occurred[0], prevs[0])
+            if len(rows_in) == 1:
+                sql = APPEND_ONE_NEW if p.expected_version == 0 else APPEND_ONE_EXISTING
+                r = rows_in[0]
+                one = (r.type, r.schema, r.data, r.metadata, r.occurred_at, r.prev_hash)
                 rows = await runner.fetch(sql, *head, *one, *idem_args)
             else:
-                sql = APPEND_NEW if expected_version == 0 else APPEND_EXISTING
-                many = (versions, types, schemas, datas, metas, occurred, hashes, prevs)
+                sql = APPEND_NEW if p.expected_version == 0 else APPEND_EXISTING
+                many = [list(col) for col in zip(*rows_in, strict=True)]
                 rows = await runner.fetch(sql, *head, *many, *idem_args)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name == "idempotency_keys_pkey":
@@ -331,25 +423,32 @@ class EventStore:
             raise
         if not rows:
             raise ConcurrencyConflict()
-        return [
-            RecordedEvent(
-                position=row["position"],
-                transaction_id=row["transaction_id"],
-                stream_id=stream_id,
-                version=row["version"],
-                type=types[i],
-                schema=schemas[i],
-                event=events[i].event,
-                metadata=events[i].metadata,
-                occurred_at=events[i].occurred_at,
-                recorded_at=recorded_at,
-                hash=hashes[i],
-                prev_hash=prevs[i],
-                data_raw=encoded[i][0],
-                metadata_raw=encoded[i][1],
-            )
-            for i, row in enumerate(rows)
+        return p.recorded([(row[0], row[1]) for row in rows])
+
+    async def append_many(
+        self, batch: Sequence[PreparedAppend]
+    ) -> list[list[RecordedEvent] | None]:
+        """Several appends (to distinct streams, none with an idempotency key) in one
+        statement and one transaction: each applies if its stream is at its expected
+        version, and None stands for one that did not (a conflict; nothing of it was
+        appended). The others are unaffected by it.
+        """
+        if not batch:
+            return []
+        if len({p.stream_id for p in batch}) != len(batch):
+            raise ValueError("append_many takes at most one append per stream")
+        commands = [
+            (p.stream_id, p.expected_version, p.new_version, p.rows[-1].hash, p.recorded_at)
+            for p in batch
         ]
+        events = [(i, p.stream_id, *r) for i, p in enumerate(batch) for r in p.rows]
+        cmd = [list(col) for col in zip(*commands, strict=True)]
+        ev = [list(col) for col in zip(*events, strict=True)]
+        rows = await self.pool.fetch(APPEND_MANY, *cmd, *ev)
+        got: dict[int, list[tuple[int, int]]] = {}
+        for stream_id, _version, position, xid in rows:  # in position order: version order
+            got.setdefault(stream_id, []).append((position, xid))
+        return [p.recorded(got[p.stream_id]) if p.stream_id in got else None for p in batch]
 
     async def read_all(
         self,
