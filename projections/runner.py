@@ -145,7 +145,13 @@ SELECT cp.n AS cp_n, cp.d AS cp_d, evn.*,
        t.last_activity_at AS st_last_activity_at, t.last_position AS st_last_position
 FROM cp
 LEFT JOIN evn ON true
-LEFT JOIN {s}.ticket_summaries t ON evn.nth = 1 AND t.id = evn.stream_id
+-- One primary-key probe per ticket of the batch (a LATERAL subquery that LIMIT keeps
+-- from being flattened). As a join the planner may merge-join instead, walking the
+-- summaries' key from the lowest id up to the batch's newest ticket: measured 32 ms and
+-- 14k buffers for a batch of one event at 130k tickets, most of a projection run.
+LEFT JOIN LATERAL (
+    SELECT * FROM {s}.ticket_summaries t WHERE evn.nth = 1 AND t.id = evn.stream_id LIMIT 1
+) t ON true
 ORDER BY evn.transaction_id, evn.position
 """
 

@@ -53,3 +53,38 @@ async def test_states_stored_in_the_earlier_format_are_continued_and_rewritten(
     await proj_assert_equals_fold(fresh_pool)
     firsts = await fresh_pool.fetch("SELECT get_byte(state, 0) AS b FROM ticket_summaries")
     assert any(0x90 <= r["b"] <= 0x9F or r["b"] in (0xDC, 0xDD) for r in firsts)
+
+
+def _scans_of(plan: dict[str, object], table: str) -> list[dict[str, object]]:
+    found = [plan] if plan.get("Relation Name") == table else []
+    for child in plan.get("Plans", []):  # type: ignore[union-attr]
+        found += _scans_of(child, table)
+    return found
+
+
+async def test_a_batch_read_probes_the_summaries_by_key_whatever_the_planner_prefers(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    """The runner's read looks up the stored fold of each ticket of the batch by its key.
+    With nested loops priced out (as a planner estimating a large batch may price them),
+    a plain join becomes a merge or hash join that reads every summary row."""
+    import json
+
+    from projections.runner import PROJECTIONS, _read_sql
+
+    await proj_drive(proj_service, 30, steps=3, seed=5)
+    await proj_catch_up(fresh_pool)
+    await proj_drive(proj_service, 3, steps=2, seed=6)  # a batch waiting to be read
+    names = [p.NAME for p in PROJECTIONS]
+    async with fresh_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_nestloop = off")
+        raw = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + _read_sql('"public"'), names, 500, len(names)
+        )
+    plan = json.loads(raw)[0]["Plan"]
+    scans = _scans_of(plan, "ticket_summaries")
+    assert scans, "the read no longer looks at the summaries"
+    for scan in scans:
+        assert scan.get("Index Cond"), f"an unkeyed scan of the summaries: {scan}"
+        # rows read per probe: the batch's tickets, never the whole table
+        assert scan["Actual Rows"] <= 1, scan  # type: ignore[operator]
