@@ -57,6 +57,7 @@ from services.eventstore import (
     RecordedEvent,
 )
 from services.groupappend import GroupAppender
+from services.groupread import GroupReader
 
 log = logging.getLogger("ticketing.commands")
 
@@ -68,8 +69,10 @@ MAX_ATTEMPTS = 8
 OPTIMISTIC_ATTEMPTS = 3
 IDEMPOTENCY_TTL = timedelta(hours=24)
 CLIENT_CLOCK_SKEW = timedelta(minutes=5)  # tolerated lead of a client-supplied time
-# Ticket ids are taken from their sequence this many at a time (one round trip per block).
+# Ticket and message ids are taken from their sequences this many at a time (one round
+# trip per block).
 TICKET_ID_BLOCK = 16
+MESSAGE_ID_BLOCK = 16
 NEW_ID_ATTEMPTS = 3  # a raise whose id turns out to be taken retries under a fresh one
 
 
@@ -152,18 +155,20 @@ class CommandService:
         waker: Waker | None = None,
         on_outcome: Callable[[str, str], None] | None = None,
         clock: Callable[[], datetime] | None = None,
-        group_appends: bool = True,
+        grouped: bool = True,
     ) -> None:
         self.pool = pool
         self.store = EventStore(pool)
-        # concurrent commands' appends share statements (services/groupappend.py)
-        self.appender = GroupAppender(self.store) if group_appends else None
+        # concurrent commands' reads and appends share statements (groupread, groupappend)
+        self.reader = GroupReader(self.store) if grouped else None
+        self.appender = GroupAppender(self.store) if grouped else None
         self.sla_policy: dict[str, SlaTargets] = {str(k): v for k, v in sla_policy.items()}
         self.waker = waker
         self.on_outcome = on_outcome
         self.clock = clock or (lambda: datetime.now(UTC))
         self._known_categories: set[int] = set()
         self._ticket_ids = IdBlock(pool, "ticket_id_seq", TICKET_ID_BLOCK)
+        self._id_blocks = {"message_id_seq": IdBlock(pool, "message_id_seq", MESSAGE_ID_BLOCK)}
 
     # --- reads used by commands and single-ticket queries ------------------------------
 
@@ -362,7 +367,7 @@ class CommandService:
                             result = await self._attempt(
                                 ticket_id, make, ctx, new_stream, names, conn, next_id
                             )
-                    elif new_stream or (self.appender is not None and not ctx.idempotency_key):
+                    elif new_stream or (self.reader is not None and not ctx.idempotency_key):
                         # the read (if any) from the pool, the append with the group
                         result = await self._attempt(
                             ticket_id, make, ctx, new_stream, names, None, next_id
@@ -416,11 +421,16 @@ class CommandService:
         if not new_stream:
             # a fresh id comes with the first read; a retry keeps it
             fresh = next_id if next_id is not None and next_id.value is None else None
-            stream = await self.store.read_for_decision(
-                ticket_id, fresh.sequence if fresh is not None else None, conn=conn
-            )
-            if fresh is not None:
-                fresh.value = stream.next_id
+            if conn is None and self.reader is not None:
+                stream = await self.reader.read(ticket_id)
+                if fresh is not None:
+                    fresh.value = await self._id_blocks[fresh.sequence].next()
+            else:
+                stream = await self.store.read_for_decision(
+                    ticket_id, fresh.sequence if fresh is not None else None, conn=conn
+                )
+                if fresh is not None:
+                    fresh.value = stream.next_id
             state = domain.fold(stream.facts)
             if state is None:
                 raise TicketNotFound(f"ticket {ticket_id} not found")

@@ -1,4 +1,5 @@
-"""Group append (services/groupappend.py, EventStore.append_many) on a real server.
+"""Grouped statements on a real server: group append (services/groupappend.py,
+EventStore.append_many) and group read (services/groupread.py).
 
 Each grouped append must behave as if written alone: it applies only at its expected
 version, a conflict fails that append alone and writes nothing of it, chains and
@@ -66,8 +67,8 @@ async def test_concurrent_commands_share_statements_and_all_land(
     ids = {r.ticket.id for r in results}
     assert len(ids) == 40
     # grouped: fewer statements than appends (40 callers queued behind the first)
-    assert service.appender.appends == 40
-    assert service.appender.statements < 40
+    assert service.appender.requests == 40
+    assert service.appender.groups < 40
     for r in results:
         state, events = await service.load(r.ticket.id)
         assert state is not None and state.subject == r.ticket.subject
@@ -117,7 +118,7 @@ async def test_a_group_that_fails_as_a_whole_is_retried_one_by_one(
         ),
         return_exceptions=True,
     )
-    assert appender.statements == 1  # the three were one group
+    assert appender.groups == 1  # the three were one group
     assert isinstance(outcomes[1], ConcurrencyConflict)
     assert not isinstance(outcomes[0], BaseException)
     assert not isinstance(outcomes[2], BaseException)
@@ -143,4 +144,35 @@ async def test_a_caller_gone_before_its_append_is_taken_appends_nothing(
     assert [e.stream_id for e in await kept] == [1]
     assert gone.cancelled()
     assert await fresh_pool.fetchval("SELECT count(*) FROM events WHERE stream_id = 2") == 0
-    assert appender.appends == 1
+    assert appender.requests == 1
+
+
+async def test_grouped_reads_return_each_stream_and_share_statements(
+    fresh_pool: asyncpg.Pool, settings: object
+) -> None:
+    service = CommandService(fresh_pool, settings.sla_policy)  # type: ignore[attr-defined]
+    assert service.reader is not None
+    tickets = [
+        (
+            await service.raise_ticket(
+                Context(actor=CUSTOMER), subject=f"t{i}", description="d", category_id=1
+            )
+        ).ticket.id
+        for i in range(24)
+    ]
+    replies = await asyncio.gather(
+        *(service.post_message(Context(actor=AGENT), t, body=f"to {t}") for t in tickets)
+    )
+    assert service.reader.requests == 24
+    assert service.reader.groups < 24
+    assert [r.version for r in replies] == [2] * 24
+    message_ids = [r.ticket.messages[-1].id for r in replies]
+    assert len(set(message_ids)) == 24
+    for t, r in zip(tickets, replies, strict=True):
+        assert r.ticket.id == t and r.ticket.messages[-1].body == f"to {t}"
+    # a read sees what was acknowledged before it: each stream's head is the reply
+    found = await service.store.read_many_for_decision([*tickets, 999_999])
+    assert found[999_999].facts == [] and found[999_999].last_hash is None
+    for t, r in zip(tickets, replies, strict=True):
+        assert len(found[t].facts) == 2
+        assert found[t].last_hash == r.events[-1].hash
