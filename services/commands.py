@@ -178,6 +178,8 @@ class CommandService:
 
     async def load_ticket(self, ticket_id: int) -> domain.Ticket | None:
         """The ticket folded from its events, for showing it (``load`` without the events)."""
+        if self.reader is not None:  # shares a statement with concurrent reads
+            return domain.fold((await self.reader.read(ticket_id)).facts)
         return domain.fold(await self.store.read_facts(ticket_id))
 
     # --- commands ----------------------------------------------------------------------

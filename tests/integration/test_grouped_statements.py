@@ -176,3 +176,21 @@ async def test_grouped_reads_return_each_stream_and_share_statements(
     for t, r in zip(tickets, replies, strict=True):
         assert len(found[t].facts) == 2
         assert found[t].last_hash == r.events[-1].hash
+
+
+async def test_concurrent_ticket_reads_share_statements(
+    fresh_pool: asyncpg.Pool, settings: object
+) -> None:
+    service = CommandService(fresh_pool, settings.sla_policy)  # type: ignore[attr-defined]
+    assert service.reader is not None
+    raised_ = [
+        await service.raise_ticket(
+            Context(actor=CUSTOMER), subject=f"read {i}", description="d", category_id=1
+        )
+        for i in range(16)
+    ]
+    before = service.reader.groups
+    shown = await asyncio.gather(*(service.load_ticket(r.ticket.id) for r in raised_))
+    assert service.reader.groups - before < 16
+    assert [t.subject if t else None for t in shown] == [f"read {i}" for i in range(16)]
+    assert await service.load_ticket(999_999) is None
