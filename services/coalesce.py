@@ -37,9 +37,14 @@ class Coalescer(Generic[R, T]):
 
     async def submit(self, request: R) -> T:
         loop = asyncio.get_running_loop()
+        writer = self._writer
+        if writer is not None and writer.get_loop() is not loop:
+            # used from a new event loop (the old one closed mid-group): forget the old's
+            self._queue = deque(i for i in self._queue if i[1].get_loop() is loop)
+            writer = None
         done: asyncio.Future[T] = loop.create_future()
         self._queue.append((request, done))
-        if self._writer is None or self._writer.done():
+        if writer is None or writer.done():
             self._writer = loop.create_task(self._serve_queued())
         return await done
 
