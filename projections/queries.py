@@ -224,11 +224,10 @@ def _list_sql(
 # Only when a walk covers KEYWORD_WALK_WINDOW rows without filling the page (the other
 # filters or the rest of the query reject nearly everything the lexeme matches) does the
 # statement look further: at the newest KEYWORD_RECENT_WINDOW tickets that pass the other
-# filters (their own index), then at every ticket holding the walked lexemes, sorted. A
-# query without a cover (only negations, or an alternative that is one) looks at the
-# newest KEYWORD_RECENT_WINDOW tickets, then checks every ticket that passes the other
-# filters. There is no full-text (GIN) index: the term index serves every keyword list,
-# and writing a GIN entry cost each projected ticket more than the rest of its row.
+# filters (their own index), then at every match through the indexes the planner prefers
+# (full-text included), sorted. A query without a cover (only negations, or an
+# alternative that is one) keeps the previous plan: the newest KEYWORD_RECENT_WINDOW
+# tickets, then the full-text index.
 
 KEYWORD_WALK_WINDOW = 2000
 KEYWORD_PICK_BOUND = 500  # rows counted per candidate lexeme when choosing the rarest
@@ -414,17 +413,12 @@ def _walk_sql(
             f"SELECT {TICKET_COLUMNS} FROM {name} WHERE {pending} AND (SELECT yes FROM {name}_done)"
         )
         pending += f" AND NOT (SELECT yes FROM {name}_done)"
-    # Every ticket holding the walked lexemes (the whole walk, not a window), checked and
-    # sorted: what the walk would have found had it gone on, at the cost of the rarest
-    # lexeme's rows. OFFSET 0 keeps the planner from walking the created_at index instead.
-    every = " UNION ".join(
-        f"SELECT w_id FROM ({_term_rows(t, after, 'k.ticket_id AS w_id')}) a{i}"
-        for i, t in enumerate(terms)
-    )
     branches.append(
-        f"(SELECT {TICKET_COLUMNS} FROM (SELECT {TICKET_COLUMNS} FROM ({every}) e "
-        f"JOIN ticket_summaries s ON s.id = e.w_id WHERE {pending} AND {base} AND {check} "
-        f"OFFSET 0) g {order} LIMIT {n} OFFSET {skip})"
+        # the indexes the planner prefers, full-text included, then a sort: every match.
+        # OFFSET 0 keeps the planner from walking the created_at index for this branch.
+        f"(SELECT {TICKET_COLUMNS} FROM (SELECT {TICKET_COLUMNS} FROM ticket_summaries "
+        f"WHERE {base} AND {match}{summary_cursor} OFFSET 0) g "
+        f"WHERE {pending} {order} LIMIT {n} OFFSET {skip})"
     )
     sql = f"WITH {', '.join(ctes_sql)} SELECT * FROM ({' UNION ALL '.join(branches)}) k {order}"
     return sql, args
@@ -448,7 +442,7 @@ def _recent_window_sql(
     f: TicketFilter, *, limit: int, cursor: str | None, now: datetime, timezone: str
 ) -> tuple[str, list[Any]]:
     """A query without a cover: the matches among the newest tickets when they fill the
-    page (they are then exactly the newest matches), else every ticket checked."""
+    page (they are then exactly the newest matches), else the full-text index."""
     args: list[Any] = []
     base = _where(f, now, timezone, args, include_q=False)
     assert f.q is not None

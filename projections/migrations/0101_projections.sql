@@ -58,8 +58,8 @@ CREATE INDEX IF NOT EXISTS ticket_summaries_status_idx
     ON ticket_summaries (status, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS ticket_summaries_category_idx
     ON ticket_summaries (category_id);
--- No index on search: keyword lists walk ticket_search_terms (0105); the GIN index this
--- file once created is dropped by 0106.
+CREATE INDEX IF NOT EXISTS ticket_summaries_search_idx
+    ON ticket_summaries USING gin (search);
 -- The SLA sweep's work lists: open targets that can still be breached.
 CREATE INDEX IF NOT EXISTS ticket_summaries_first_response_due_idx
     ON ticket_summaries (first_response_due_at)
