@@ -10,14 +10,19 @@ Each append still applies only if its stream is at its expected version; a confl
 fails that command alone (``ConcurrencyConflict``, which the command service retries)
 and the others of the statement commit. Two appends to one stream never share a
 statement: the later waits for the next. Appends with an idempotency key are not
-grouped (the key and the events must commit or fail together). If a grouped statement
-fails as a whole (nothing of it was written), its appends are retried one by one, so
-each command gets its own error.
+grouped (the key and the events must commit or fail together). If the server rejects a
+grouped statement (a constraint, a deadlock, a bad value: nothing of it was written), its
+appends are retried one by one, so each command gets its own error. Any other failure (a
+lost connection, a timeout) leaves the outcome unknown, as for a single append: every
+command of the group gets that error and nothing is retried, because the statement may
+have committed and a retry would append the events twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+
+import asyncpg
 
 from services.coalesce import Coalescer, settle
 from services.eventstore import (
@@ -28,6 +33,13 @@ from services.eventstore import (
 )
 
 MAX_GROUP = 64  # appends per statement
+
+# Server-side rejections: the statement was rolled back, so retrying is safe.
+_REJECTED = (
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.DataError,
+)
 
 _Waiting = tuple[PreparedAppend, "asyncio.Future[list[RecordedEvent]]"]
 
@@ -51,10 +63,14 @@ class GroupAppender(Coalescer[PreparedAppend, list[RecordedEvent]]):
             return
         try:
             results = await self.store.append_many([p for p, _ in group])
-        except Exception:
+        except _REJECTED:
             # nothing of the statement was written: each on its own, for its own error
             for item in group:
                 await self._write_one(item)
+            return
+        except Exception as exc:  # the outcome is unknown: never write twice
+            for _, done in group:
+                settle(done, exc)
             return
         for (_, done), recorded in zip(group, results, strict=True):
             settle(done, ConcurrencyConflict() if recorded is None else recorded)

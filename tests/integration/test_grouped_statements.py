@@ -194,3 +194,50 @@ async def test_concurrent_ticket_reads_share_statements(
     assert service.reader.groups - before < 16
     assert [t.subject if t else None for t in shown] == [f"read {i}" for i in range(16)]
     assert await service.load_ticket(999_999) is None
+
+
+async def test_a_group_whose_outcome_is_unknown_fails_every_caller_and_retries_nothing(
+    fresh_pool: asyncpg.Pool,
+) -> None:
+    """A lost connection may have come after the commit: a retry could append twice."""
+    store = EventStore(fresh_pool)
+    first = await start_stream(store, 1)
+    appender = GroupAppender(store)
+    blocker = await fresh_pool.acquire()
+    killer = await fresh_pool.acquire()
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT 1 FROM streams WHERE stream_id = 1 FOR UPDATE")
+        calls = [
+            asyncio.ensure_future(appender.append(store.prepare(*args)))
+            for args in (
+                (1, 1, first.hash, [new(posted(5))]),
+                (2, 0, None, [new(raised(2), CUSTOMER)]),
+                (3, 0, None, [new(raised(3), CUSTOMER)]),
+            )
+        ]
+        # the group's statement waits on the row lock; end its connection there
+        waiting = None
+        for _ in range(500):
+            waiting = await killer.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%unnest%'"
+            )
+            if waiting is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting is not None, "the grouped statement never waited on the lock"
+        await killer.execute("SELECT pg_terminate_backend($1)", waiting)
+        await tx.rollback()  # a retry, if any, would now go through
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    finally:
+        await fresh_pool.release(blocker)
+        await fresh_pool.release(killer)
+    assert appender.groups == 1
+    for outcome in outcomes:
+        assert isinstance(outcome, Exception) and not isinstance(outcome, ConcurrencyConflict)
+    counts = await fresh_pool.fetch(
+        "SELECT stream_id, count(*) AS n FROM events GROUP BY 1 ORDER BY 1"
+    )
+    assert [(r["stream_id"], r["n"]) for r in counts] == [(1, 1)]
