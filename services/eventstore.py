@@ -456,11 +456,13 @@ class EventStore:
             return []
         if len({p.stream_id for p in batch}) != len(batch):
             raise ValueError("append_many takes at most one append per stream")
+        # in stream order, so that two processes' statements lock stream rows in one order
+        ordered = sorted(batch, key=lambda p: p.stream_id)
         commands = [
             (p.stream_id, p.expected_version, p.new_version, p.rows[-1].hash, p.recorded_at)
-            for p in batch
+            for p in ordered
         ]
-        events = [(i, p.stream_id, *r) for i, p in enumerate(batch) for r in p.rows]
+        events = [(i, p.stream_id, *r) for i, p in enumerate(ordered) for r in p.rows]
         cmd = [list(col) for col in zip(*commands, strict=True)]
         ev = [list(col) for col in zip(*events, strict=True)]
         rows = await self.pool.fetch(APPEND_MANY, *cmd, *ev)
