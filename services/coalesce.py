@@ -16,13 +16,13 @@ from typing import Generic, TypeVar
 R = TypeVar("R")  # a request
 T = TypeVar("T")  # its result
 
-Waiting = tuple[R, "asyncio.Future[T]"]
+Waiting = tuple[R, asyncio.Future[T]]  # a request and the future its caller awaits
 
 
 class Coalescer(Generic[R, T]):
     def __init__(self, *, max_group: int) -> None:
         self.max_group = max(1, max_group)
-        self._queue: deque[tuple[R, asyncio.Future[T]]] = deque()
+        self._queue: deque[Waiting[R, T]] = deque()
         self._writer: asyncio.Task[None] | None = None
         self.groups = 0  # groups served, for tests and benchmarks
         self.requests = 0
@@ -31,7 +31,7 @@ class Coalescer(Generic[R, T]):
         """Requests with equal keys never share a group (the later waits for the next)."""
         return request
 
-    async def serve(self, group: list[tuple[R, asyncio.Future[T]]]) -> None:
+    async def serve(self, group: list[Waiting[R, T]]) -> None:
         """Settle the future of every request of ``group``."""
         raise NotImplementedError
 
@@ -49,7 +49,7 @@ class Coalescer(Generic[R, T]):
         return await done
 
     async def _serve_queued(self) -> None:
-        taken: list[tuple[R, asyncio.Future[T]]] = []
+        taken: list[Waiting[R, T]] = []
         try:
             while self._queue:
                 taken = self._take()
@@ -66,9 +66,9 @@ class Coalescer(Generic[R, T]):
             self._queue.clear()
             raise
 
-    def _take(self) -> list[tuple[R, asyncio.Future[T]]]:
-        group: list[tuple[R, asyncio.Future[T]]] = []
-        later: list[tuple[R, asyncio.Future[T]]] = []
+    def _take(self) -> list[Waiting[R, T]]:
+        group: list[Waiting[R, T]] = []
+        later: list[Waiting[R, T]] = []
         keys: set[object] = set()
         while self._queue and len(group) < self.max_group:
             item = self._queue.popleft()

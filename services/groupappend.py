@@ -20,11 +20,9 @@ have committed and a retry would append the events twice.
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
-from services.coalesce import Coalescer, settle
+from services.coalesce import Coalescer, Waiting, settle
 from services.eventstore import (
     ConcurrencyConflict,
     EventStore,
@@ -41,7 +39,7 @@ _REJECTED = (
     asyncpg.DataError,
 )
 
-_Waiting = tuple[PreparedAppend, "asyncio.Future[list[RecordedEvent]]"]
+_Waiting = Waiting[PreparedAppend, list[RecordedEvent]]
 
 
 class GroupAppender(Coalescer[PreparedAppend, list[RecordedEvent]]):

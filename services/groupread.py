@@ -9,9 +9,7 @@ caller asked, so a command sees every write acknowledged before it.
 
 from __future__ import annotations
 
-import asyncio
-
-from services.coalesce import Coalescer, settle
+from services.coalesce import Coalescer, Waiting, settle
 from services.eventstore import EventStore, StreamForDecision
 
 MAX_GROUP = 64  # streams per statement
@@ -26,7 +24,7 @@ class GroupReader(Coalescer[int, StreamForDecision]):
         """What a command needs of stream ``stream_id`` (its facts and head hash)."""
         return await self.submit(stream_id)
 
-    async def serve(self, group: list[tuple[int, asyncio.Future[StreamForDecision]]]) -> None:
+    async def serve(self, group: list[Waiting[int, StreamForDecision]]) -> None:
         try:
             found = await self.store.read_many_for_decision([sid for sid, _ in group])
         except Exception as exc:
