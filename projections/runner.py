@@ -204,22 +204,26 @@ def _write_sql(s: str) -> str:
     )
 
 
-async def write_batch(conn: asyncpg.Connection, schema: str, batch: Batch) -> None:
-    """Write one folded batch to ``schema`` and move its checkpoints (inside a transaction)."""
-    s = quote_ident(schema)
+def write_args(batch: Batch) -> list[Any]:
+    """The parameters of ``_write_sql`` for one folded batch."""
     last = batch.events[-1]
-    names = [p.NAME for p in PROJECTIONS]
-    moved = await conn.fetchval(
-        _write_sql(s),
+    return [
         last.transaction_id,
         last.position,
-        names,
+        [p.NAME for p in PROJECTIONS],
         *messages.message_arrays(batch),
         *tickets.summary_arrays(batch),
         *logs.log_arrays(batch),
         *counts.delta_arrays(batch),
         tickets.new_ticket_ids(batch),
-    )
+    ]
+
+
+async def write_batch(conn: asyncpg.Connection, schema: str, batch: Batch) -> None:
+    """Write one folded batch to ``schema`` and move its checkpoints (inside a transaction)."""
+    s = quote_ident(schema)
+    names = [p.NAME for p in PROJECTIONS]
+    moved = await conn.fetchval(_write_sql(s), *write_args(batch))
     if moved != len(names):  # pragma: no cover - read_batch checked them in this transaction
         raise _checkpoint_diverged(s, moved, 0)
 

@@ -84,7 +84,7 @@ SUMMARY_TYPES = {
 
 
 def upsert_cte(s: str, first_param: int, messages_cte: str, new_param: int) -> str:
-    """CTEs ``sum_in``/``sum_search``/``sum_up``/``sum_terms``: upsert every summary of the
+    """CTEs ``sum_search``/``sum_in``/``sum_up``/``sum_terms``: upsert every summary of the
     batch in one statement from ``len(SUMMARY_COLUMNS)`` column arrays starting at
     ``$first_param``, and index the lexemes they gain in ``ticket_search_terms``.
 
@@ -103,28 +103,37 @@ def upsert_cte(s: str, first_param: int, messages_cte: str, new_param: int) -> s
     cfg = TEXT_CONFIG
     new = f"${new_param}::bigint[]"
     key = term_key_sql("t.term", "u.created_at")
+    # Each summary row is joined with its messages' vector once (a hash join), and the
+    # row to insert carries in ``search`` either the whole vector (a new ticket) or only
+    # what the batch adds to it, which the conflict arm appends. A correlated lookup of
+    # the batch's vectors per row would be quadratic in the batch; subject and
+    # description are vectorised only for tickets that are new.
     return (
-        f"sum_in AS (SELECT * FROM unnest({arrays}) AS u({cols})), "
         f"sum_search AS (SELECT ticket_id, ticketing_tsvector_agg(to_tsvector('{cfg}', body)"
         f" ORDER BY position) AS v FROM {messages_cte} WHERE visibility = 'public'"
         f" GROUP BY ticket_id), "
+        f"sum_in AS (SELECT u.*, u.id = ANY({new}) AS is_new, m.v"
+        f" FROM unnest({arrays}) AS u({cols}) LEFT JOIN sum_search m ON m.ticket_id = u.id), "
         f"sum_up AS (INSERT INTO {s}.ticket_summaries ({cols}, search) "
-        f"SELECT u.*, to_tsvector('{cfg}', u.subject) || to_tsvector('{cfg}', u.description)"
-        f" || coalesce(m.v, ''::tsvector)"
-        f" FROM sum_in u LEFT JOIN sum_search m ON m.ticket_id = u.id "
-        f"ON CONFLICT (id) DO UPDATE SET {sets}, search = coalesce(ticket_summaries.search"
-        f" || (SELECT v FROM sum_search m WHERE m.ticket_id = EXCLUDED.id),"
-        f" ticket_summaries.search) RETURNING id, created_at, search), "
+        f"SELECT {', '.join('u.' + c for c in SUMMARY_COLUMNS)}, CASE WHEN u.is_new"
+        f" THEN to_tsvector('{cfg}', u.subject) || to_tsvector('{cfg}', u.description)"
+        f" || coalesce(u.v, ''::tsvector) ELSE coalesce(u.v, ''::tsvector) END"
+        f" FROM sum_in u "
+        f"ON CONFLICT (id) DO UPDATE SET {sets},"
+        f" search = ticket_summaries.search || EXCLUDED.search RETURNING id, created_at, search), "
         f"sum_terms AS (INSERT INTO {s}.ticket_search_terms (term, created_at, ticket_id,"
         f" walk_key) SELECT t.term, u.created_at, u.id, {key}"
         f" FROM sum_up u JOIN unnest({new}) AS n(id) ON n.id = u.id,"
         f" unnest(tsvector_to_array(u.search)) AS t(term) "
         f"UNION ALL SELECT t.term, u.created_at, u.id, {key}"
-        f" FROM sum_up u JOIN sum_search m ON m.ticket_id = u.id,"
-        f" unnest(tsvector_to_array(m.v)) AS t(term) WHERE u.id <> ALL({new})"
-        # the table as it was before the statement: what the ticket already has
-        f" AND NOT EXISTS (SELECT 1 FROM {s}.ticket_search_terms x WHERE x.walk_key = {key}"
-        f" AND x.created_at = u.created_at AND x.ticket_id = u.id AND x.term = t.term))"
+        f" FROM sum_in u CROSS JOIN unnest(tsvector_to_array(u.v)) AS t(term)"
+        # the table as it was before the statement: what the ticket already has. A
+        # lateral probe, so each lexeme is one index lookup: for a large batch the
+        # planner would otherwise hash the whole term table for an anti-join.
+        f" LEFT JOIN LATERAL (SELECT 1 AS hit FROM {s}.ticket_search_terms x"
+        f" WHERE x.walk_key = {key} AND x.created_at = u.created_at AND x.ticket_id = u.id"
+        f" AND x.term = t.term LIMIT 1) x ON true"
+        f" WHERE NOT u.is_new AND u.v IS NOT NULL AND x.hit IS NULL)"
     )
 
 

@@ -88,3 +88,62 @@ async def test_a_batch_read_probes_the_summaries_by_key_whatever_the_planner_pre
         assert scan.get("Index Cond"), f"an unkeyed scan of the summaries: {scan}"
         # rows read per probe: the batch's tickets, never the whole table
         assert scan["Actual Rows"] <= 1, scan  # type: ignore[operator]
+
+
+def _nodes(plan: dict[str, object]) -> list[dict[str, object]]:
+    """Every node of a JSON plan, the CTEs' and subplans' included."""
+    found = [plan]
+    for child in plan.get("Plans", []):  # type: ignore[union-attr]
+        found += _nodes(child)
+    return found
+
+
+async def test_a_batch_write_joins_its_vectors_once_and_probes_the_term_index(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    """The write of a batch of replies to existing tickets costs in proportion to the
+    batch. Each summary meets its messages' vector in one join (not a lookup of the
+    batch's vectors per row, quadratic in the batch), and each new lexeme is one probe of
+    the term index, even where the planner would rather hash the whole term table (nested
+    loops priced out, as an estimate of a large batch may price them)."""
+    import json
+
+    from projections.runner import _write_sql, fold_batch, read_batch, write_args
+
+    await proj_drive(proj_service, 30, steps=2, seed=8)
+    await proj_catch_up(fresh_pool)
+    ids = [
+        r["id"]
+        for r in await fresh_pool.fetch("SELECT id FROM ticket_summaries WHERE status <> 'closed'")
+    ]
+    for n, tid in enumerate(ids):  # a batch of public replies with new words in each
+        await proj_service.post_message(
+            Context(actor=AGENTS[0]), tid, body=f"zebra{n} quokka{n} printer"
+        )
+    async with fresh_pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            events, loaded = await read_batch(conn, "public", 500)
+            batch = fold_batch(events, loaded)
+            assert len(batch.messages) == len(ids) >= 10
+            await conn.execute("SET LOCAL enable_nestloop = off")
+            raw = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + _write_sql('"public"'), *write_args(batch)
+            )
+            indexed = await conn.fetchval(
+                "SELECT count(*) FROM ticket_search_terms WHERE term LIKE 'zebra%'"
+            )
+            assert indexed == len(ids)  # the statement did index the new lexemes
+        finally:
+            await tx.rollback()  # the plan is what is checked here
+    nodes = _nodes(json.loads(raw)[0]["Plan"])
+    for node in nodes:
+        if node["Node Type"] == "CTE Scan":
+            assert node["Actual Loops"] <= 1, f"a CTE read once per row: {node}"
+    probes = [n for n in nodes if n.get("Relation Name") == "ticket_search_terms"]
+    probes = [n for n in probes if n["Node Type"] != "ModifyTable"]
+    assert probes, "the write no longer checks what the tickets already have"
+    for scan in probes:
+        assert scan.get("Index Cond"), f"an unkeyed scan of the term table: {scan}"
+        assert scan["Actual Rows"] <= 1, scan
