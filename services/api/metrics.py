@@ -28,6 +28,7 @@ class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._command_children: dict[tuple[str, str], Any] = {}
         self.requests = Histogram(
             "ticketing_http_request_duration_seconds",
             "HTTP request latency by method, route template and status",
@@ -68,7 +69,12 @@ class ApiMetrics:
         child.observe(seconds)
 
     def on_outcome(self, command: str, outcome: str) -> None:
-        self.commands.labels(command, outcome).inc()
+        key = (command, outcome)
+        child = self._command_children.get(key)
+        if child is None:  # as in observe_request: labels() once per series
+            child = self.commands.labels(command, outcome)
+            self._command_children[key] = child
+        child.inc()
 
     async def refresh(self, pool: Any) -> None:
         """Read the gauges that live in the database at scrape time."""
