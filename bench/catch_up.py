@@ -18,14 +18,13 @@ import argparse
 import asyncio
 import random
 import time
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
 from bench.cpusplit import _cpu_by_group
-from bench.run import FULL, Bench, Config
+from bench.run import tool_bench
 from domain.events import Actor, MessagePosted
 from projections import runner
 from services.eventstore import EventStore, Metadata, NewEvent
@@ -63,14 +62,9 @@ async def append_replies(pool: asyncpg.Pool, n: int, first_id: int, rnd: random.
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    cfg = Config(**{**asdict(FULL), "mode": "catch_up", "tickets": args.tickets})
-    bench = Bench(cfg, Path(args.out))
-    bench.r["meta"] = {}
-    bench.sampler.start()
+    bench = tool_bench("catch_up", Path(args.out), tickets=args.tickets)
     try:
-        await bench.setup()
-        await bench.seed()
-        await bench.rebuild()
+        await bench.built()
         pool = await asyncpg.create_pool(bench.dsn, min_size=2, max_size=110)
         assert pool is not None
         try:

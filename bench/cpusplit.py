@@ -17,12 +17,11 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from bench import loadgen
 from bench.loadgen import Op
-from bench.run import FULL, Bench, Config
+from bench.run import Bench, tool_bench
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -89,17 +88,9 @@ def measure(bench: Bench, port: int, op: Op, seconds: float, roles: dict[str, in
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    cfg = Config(
-        **{**asdict(FULL), "mode": "cpusplit", "tickets": args.tickets, "baseline_rows": 10_000}
-    )
-    out = Path(args.out)
-    bench = Bench(cfg, out)
-    bench.r["meta"] = {}
-    bench.sampler.start()
+    bench = tool_bench("cpusplit", Path(args.out), tickets=args.tickets, baseline_rows=10_000)
     try:
-        await bench.setup()
-        await bench.seed()
-        await bench.rebuild()
+        await bench.built()
         ops = bench.product_ops()
         wanted = args.ops.split(",")
         if "baseline" in wanted:

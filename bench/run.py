@@ -31,7 +31,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,15 @@ def merge_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --- the run ----------------------------------------------------------------------------------
+
+
+def tool_bench(mode: str, out: Path, **settings: Any) -> Bench:
+    """A Bench for a single-purpose tool (``bench.cpusplit``, ``bench.catch_up``): the full
+    run's configuration with ``settings`` replaced, RSS sampling on."""
+    bench = Bench(replace(FULL, mode=mode, **settings), out)
+    bench.r["meta"] = {}
+    bench.sampler.start()
+    return bench
 
 
 class Bench:
@@ -529,6 +538,13 @@ class Bench:
             "events_per_s": n / secs if secs else 0.0,
             "how": "EventStore.read_all pages of 5000, decoded to RecordedEvent",
         }
+
+    async def built(self) -> None:
+        """A scratch database holding the seeded log and its read models: where the
+        single-purpose tools start."""
+        await self.setup()
+        await self.seed()
+        await self.rebuild()
 
     async def rebuild(self) -> None:
         from projections.rebuild import rebuild_all
