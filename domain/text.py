@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as htmllib
 import re
 
 import nh3
@@ -85,3 +86,23 @@ def sanitise_html(html: str) -> str:
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
     )
+
+
+def clean_html(value: str, field: str) -> str:
+    """``sanitise_html`` of a checked text, then the text rules again: the sanitiser
+    decodes character references (``&#7;`` becomes a BEL), and what is left must still
+    show something (text, or an image), not only empty tags and spaces."""
+    out = sanitise_html(value).replace("\r\n", "\n").replace("\r", "\n")
+    if _CONTROL.search(out):
+        raise InvalidInput(
+            f"{field} contains control characters (as HTML character references); only "
+            "newline and tab are allowed",
+            field=field,
+        )
+    text = htmllib.unescape(nh3.clean(out, tags=set()))
+    if not text.strip() and "<img" not in out:
+        raise InvalidInput(
+            f"{field} has no visible content once disallowed HTML and empty tags are removed",
+            field=field,
+        )
+    return out

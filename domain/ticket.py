@@ -52,12 +52,15 @@ from domain.events import (
     TicketReopened,
     Visibility,
 )
-from domain.text import clean_text, optional_text, sanitise_html
+from domain.text import clean_html, clean_text, optional_text
 
 SUBJECT_MAX = 200
 BODY_MAX = 20_000
 SHORT_TEXT_MAX = 2_000
 ASSIGNEE_MAX = 200
+ATTACHMENTS_MAX = 20  # files per raise or message
+FILE_NAME_MAX = 255
+FILE_PATH_MAX = 2_000
 STAFF = ("agent", "admin")
 
 
@@ -182,6 +185,7 @@ def _raise(c: RaiseTicket) -> list[Event]:
     if "\n" in subject:
         raise InvalidInput("subject must be a single line", field="subject")
     description = clean_text(c.description, "description", min_len=1, max_len=BODY_MAX)
+    _check_attachment_count(len(c.attachments))
     priority: Priority = c.priority or "medium"
     targets = c.sla_policy.get(priority)
     if targets is None:
@@ -225,11 +229,9 @@ def _message(state: Ticket, c: PostMessage) -> list[Event]:
         raise TicketAlreadyClosed("the ticket is closed; reopen it before adding messages")
     body = clean_text(c.body, "body", min_len=1, max_len=BODY_MAX)
     if c.body_type == "html":
-        body = sanitise_html(body)
-        if not body.strip():
-            raise InvalidInput(
-                "body has no content left after removing disallowed HTML", field="body"
-            )
+        body = clean_html(body, "body")
+    _check_attachment_count(len(c.attachments) + len(c.external_attachments))
+    external = [_clean_reference(a) for a in c.external_attachments]
     author = state.requester if c.as_requester else actor
     if c.as_requester and c.visibility == "internal":
         raise InvalidInput("a requester's reply cannot be an internal note", field="visibility")
@@ -244,10 +246,29 @@ def _message(state: Ticket, c: PostMessage) -> list[Event]:
             body_type=c.body_type,
             visibility=c.visibility,
             attachments=list(c.attachments),
-            external_attachments=list(c.external_attachments),
+            external_attachments=external,
         )
     )
     return events
+
+
+def _check_attachment_count(n: int) -> None:
+    if n > ATTACHMENTS_MAX:
+        raise InvalidInput(
+            f"{n} attachments; the limit is {ATTACHMENTS_MAX} per request", field="attachments"
+        )
+
+
+def _clean_reference(a: ExternalAttachment) -> ExternalAttachment:
+    """A file kept elsewhere (a name and a path): stored in the log and shown to every
+    reader, so it obeys the text rules of every other field."""
+    name = clean_text(a.file_name, "fileName", min_len=1, max_len=FILE_NAME_MAX)
+    if "\n" in name:
+        raise InvalidInput("fileName must be a single line", field="fileName")
+    path = clean_text(a.file_path, "filePath", min_len=1, max_len=FILE_PATH_MAX)
+    if "\n" in path:
+        raise InvalidInput("filePath must be a single line", field="filePath")
+    return ExternalAttachment(file_name=name, file_path=path)
 
 
 def _require_staff(actor: Actor, what: str) -> None:
@@ -266,12 +287,15 @@ def _assign(state: Ticket, c: AssignTicket) -> list[Event]:
 
 
 def _change_status(state: Ticket, c: ChangeStatus) -> list[Event]:
+    if c.status == "closed":
+        # the same as close, which the requester may do too (a dialect whose only way to
+        # close is a status update must not lock its customers out of closing)
+        reason = optional_text(c.reason, "reason", max_len=SHORT_TEXT_MAX)
+        return _close(state, CloseTicket(actor=c.actor, now=c.now, resolution=reason))
     _require_staff(c.actor, "change a ticket's status")
     if c.status not in STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
     reason = optional_text(c.reason, "reason", max_len=SHORT_TEXT_MAX)
-    if c.status == "closed":
-        return _close(state, CloseTicket(actor=c.actor, now=c.now, resolution=reason))
     if state.status == "closed":
         raise TicketAlreadyClosed("a closed ticket changes status only through reopen")
     if c.status == state.status:

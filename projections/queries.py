@@ -13,6 +13,7 @@ import base64
 import binascii
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -665,6 +666,23 @@ async def count_logs(
     args: list[Any] = []
     where = _log_where(ticket_id, requester, public_only, args)
     return int(await pool.fetchval(f"SELECT count(*) FROM ticket_logs WHERE {where}", *args))
+
+
+async def last_actors(
+    pool: asyncpg.Pool, ticket_ids: Sequence[int], *, public_only: bool = False
+) -> dict[int, str]:
+    """The actor of each ticket's latest log entry (``public_only``: its latest entry a
+    customer may see, so an internal note does not show who wrote it)."""
+    if not ticket_ids:
+        return {}
+    visible = " AND l.visibility = 'public'" if public_only else ""
+    rows = await pool.fetch(
+        "SELECT t.id, l.actor_id FROM unnest($1::bigint[]) AS t(id) "
+        "CROSS JOIN LATERAL (SELECT l.actor_id FROM ticket_logs l "
+        f"WHERE l.ticket_id = t.id{visible} ORDER BY l.position DESC LIMIT 1) l",
+        list(ticket_ids),
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 # --- reference counts -------------------------------------------------------------------

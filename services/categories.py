@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 import msgspec
 
@@ -14,9 +16,11 @@ class Category(msgspec.Struct, frozen=True):
     name: str
     description: str | None
     parent_id: int | None
+    created_at: datetime | None = None
+    created_by: str | None = None  # None: one of the defaults that migrate seeds
 
 
-_COLUMNS = "id, name, description, parent_id"
+_COLUMNS = "id, name, description, parent_id, created_at, created_by"
 
 
 async def list_categories(pool: asyncpg.Pool) -> list[Category]:
@@ -38,7 +42,12 @@ async def find_by_name(pool: asyncpg.Pool, name: str) -> Category | None:
 
 
 async def create_category(
-    pool: asyncpg.Pool, name: str, description: str | None = None, parent_id: int | None = None
+    pool: asyncpg.Pool,
+    name: str,
+    description: str | None = None,
+    parent_id: int | None = None,
+    *,
+    created_by: str | None = None,
 ) -> Category:
     name = clean_text(name, "name", min_len=1, max_len=100).strip()
     description = optional_text(description, "description", max_len=2000)
@@ -46,11 +55,12 @@ async def create_category(
         raise InvalidInput(f"parent category {parent_id} does not exist", field="parent_id")
     try:
         row = await pool.fetchrow(
-            f"INSERT INTO categories (name, description, parent_id) VALUES ($1, $2, $3) "
-            f"RETURNING {_COLUMNS}",
+            "INSERT INTO categories (name, description, parent_id, created_by) "
+            f"VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
             name,
             description,
             parent_id,
+            created_by,
         )
     except asyncpg.UniqueViolationError:
         raise InvalidInput(f"a category named {name!r} already exists", field="name") from None

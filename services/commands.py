@@ -441,8 +441,9 @@ class CommandService:
         now = self.clock()
         if state is not None and ctx.actor.role != "system":
             domain.check_access(state, ctx.actor)
+        client_at = None
         if ctx.occurred_at is not None:
-            self._check_client_time(ctx.occurred_at, state, now)
+            client_at = self._client_time(ctx.occurred_at, state, now)
         if ctx.expected_version is not None and ctx.expected_version != version:
             raise VersionMismatch(
                 f"the ticket is at version {version}, not {ctx.expected_version}; "
@@ -454,7 +455,7 @@ class CommandService:
         if not events:
             assert state is not None
             return CommandResult(ticket=state, events=[])
-        at = ctx.occurred_at or now
+        at = client_at or now
         meta = Metadata(
             actor=ctx.actor,
             request_id=ctx.request_id,
@@ -479,11 +480,13 @@ class CommandService:
         return CommandResult(ticket=ticket, events=recorded)
 
     @staticmethod
-    def _check_client_time(at: datetime, state: domain.Ticket | None, now: datetime) -> None:
-        """A client-supplied time may lie in the past (replies imported from mail keep their
-        date) but not in the future: that would reorder the ticket's history."""
+    def _client_time(at: datetime, state: domain.Ticket | None, now: datetime) -> datetime:
+        """The time to record for a client-supplied one. It may lie in the past (replies
+        imported from mail keep their date) but not in the future: that would reorder the
+        ticket's history. A lead within the clock skew is recorded as now."""
         if at > now + CLIENT_CLOCK_SKEW:
             raise InvalidInput("the date lies in the future", field="date")
+        return min(at, now)
 
     def _idempotency_record(
         self, ctx: Context, version: int, count: int

@@ -46,7 +46,7 @@ def verify_token(token: str, *, secret: str | None, public_key: str | None) -> A
     except jwt.ExpiredSignatureError:
         raise TokenError("the token has expired") from None
     except jwt.InvalidTokenError as exc:
-        raise TokenError(f"the token is not valid: {exc}") from None
+        raise TokenError(_why_invalid(exc, algorithms)) from None
     sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
     if not isinstance(sub, str) or not sub:
         raise TokenError("the token's sub claim must be a non-empty string")
@@ -56,3 +56,19 @@ def verify_token(token: str, *, secret: str | None, public_key: str | None) -> A
     if role not in ROLES:
         raise TokenError(f"the token's role claim must be one of {', '.join(ROLES)}")
     return Actor(id=sub, role=role, name=name if isinstance(name, str) else None)
+
+
+def _why_invalid(exc: jwt.InvalidTokenError, algorithms: list[str]) -> str:
+    """What is wrong with a token, in words for the client's developer (PyJWT's own
+    messages name decoder internals)."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the token lacks the required {exc.claim} claim"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the token's signature does not verify (signed with another key?)"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return f"the token must be signed with {' or '.join(algorithms)}"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "the token is not valid yet (its iat or nbf claim lies in the future)"
+    if isinstance(exc, jwt.DecodeError):
+        return "the token is malformed: expected a JWT (three base64url parts joined by dots)"
+    return "the token is not valid"

@@ -188,6 +188,23 @@ _BAD_TEXT = (
 )
 _MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`$")
 _UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `([^`]+)`$")
+_WRONG_TYPE = re.compile(r"^Expected `([^`]+)`, got `([^`]+)`$")
+_TYPE_WORDS = {
+    "str": "a string",
+    "int": "a whole number",
+    "float": "a number",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "an object",
+    "null": "null",
+}
+
+
+def _type_words(types: str) -> str:
+    """msgspec's ``str | null`` as ``a string``: null is left out (an optional field may
+    be omitted, and that is what to say)."""
+    words = [_TYPE_WORDS.get(t.strip(), t.strip()) for t in types.split("|")]
+    return " or ".join(w for w in words if w != "null") or "null"
 
 
 def _field_error(field: str, message: str) -> dict[str, str]:
@@ -201,6 +218,9 @@ def _field_error(field: str, message: str) -> dict[str, str]:
         return {"field": parent + m.group(1), "message": "this field is required"}
     if m := _UNKNOWN_FIELD.match(message):
         return {"field": parent + m.group(1), "message": "this field is not accepted here"}
+    if m := _WRONG_TYPE.match(message):
+        expected, got = _type_words(m.group(1)), _TYPE_WORDS.get(m.group(2), m.group(2))
+        return {"field": field, "message": f"must be {expected}, not {got}"}
     return {"field": field, "message": message}
 
 

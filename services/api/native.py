@@ -751,7 +751,9 @@ async def create_category(
     data: CategoryIn, request: Request[Any, Any, Any]
 ) -> Response[CategoryOut]:
     pool = pool_of(request)
-    c = await cats.create_category(pool, data.name, data.description, data.parent_id)
+    c = await cats.create_category(
+        pool, data.name, data.description, data.parent_id, created_by=_user(request).id
+    )
     return Response(_category(c), status_code=201, headers={"Location": f"/v1/categories/{c.id}"})
 
 

@@ -96,7 +96,11 @@ async def test_seed_list_with_limit_offset_keyword_and_count(
     assert t["subject"] == f"Refund Request {word}"
     assert t["isActive"] is True and t["isDelete"] is False and t["status"] == "open"
     assert t["createdDate"].endswith("Z") and t["modifiedDate"].endswith("Z")
-    assert t["ticketCategory"] == {
+    category = t["ticketCategory"]
+    assert category["createdDate"].endswith("Z") and category["modifiedBy"] == "system"
+    assert {k: v for k, v in category.items() if k not in ("createdDate", "modifiedDate")} == {
+        "createdBy": "system",  # a default category, seeded by migrate
+        "modifiedBy": "system",
         "id": 5,
         "categoryName": "Refund",
         "parentCategoryId": 0,
@@ -195,6 +199,25 @@ async def test_a_message_may_carry_only_attachments(client: httpx.AsyncClient, a
     )
 
 
+async def test_file_references_obey_the_text_rules_and_a_rejected_one_appends_nothing(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    _, me = customer(auth)
+    n = await raise_ticket(client, me)
+    many = [{"fileName": f"{i}.pdf", "filePath": f"/uploads/{i}.pdf"} for i in range(21)]
+    for refs in (
+        [{"fileName": "a\u0000.pdf", "filePath": "/uploads/a.pdf"}],
+        [{"fileName": "a.pdf", "filePath": "/u\u001b[31m"}],
+        [{"fileName": "", "filePath": ""}],
+        [{"fileName": "a" * 500_000, "filePath": "/uploads/a.pdf"}],
+        many,
+    ):
+        r = await client.post(f"{BASE}/{n}", json={"message": "x", "attachments": refs}, headers=me)
+        assert_error(r, 400)
+    log = await client.get(f"/v1/tickets/{n}/log", headers=admin(auth))
+    assert [e["action"] for e in log.json()["items"]] == ["TicketRaised"]
+
+
 @pytest.mark.parametrize(
     ("sent", "code", "name"),
     [
@@ -238,6 +261,25 @@ async def test_update_status_errors(client: httpx.AsyncClient, auth: Auth) -> No
         "Ticket status updated successfully",
     )
     assert_error(await client.put(f"{BASE}/{n}", json={"status": 1}, headers=admin(auth)), 409)
+
+
+async def test_the_requester_closes_their_ticket_with_status_5_and_no_other_status(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    # the dialect's only way to close is the status update; close is the requester's too
+    _, me = customer(auth)
+    _, stranger = customer(auth)
+    n = await raise_ticket(client, me)
+    assert_error(await client.put(f"{BASE}/{n}", json={"status": 5}, headers=stranger), 403)
+    assert_error(await client.put(f"{BASE}/{n}", json={"status": 4}, headers=me), 403)
+    data = ok(
+        await client.put(f"{BASE}/{n}", json={"status": 5, "reason": "sorted"}, headers=me),
+        "Ticket status updated successfully",
+    )
+    assert data["status"] == 5
+    log = await client.get(f"/v1/tickets/{n}/log", headers=admin(auth))
+    assert [e["action"] for e in log.json()["items"]] == ["TicketRaised", "TicketClosed"]
+    assert_error(await client.put(f"{BASE}/{n}", json={"status": 5}, headers=me), 409)
 
 
 async def test_seed_ticket_logs_with_limit_offset_and_count(
@@ -331,6 +373,65 @@ async def test_internal_notes_stay_with_staff(client: httpx.AsyncClient, auth: A
         "Successfully retrieved ticket logs",
     )
     assert all("internal only" not in str(e) for e in logs)
+
+
+async def test_modified_by_is_the_last_actor_the_reader_may_see_in_list_and_details(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    sub, me = customer(auth)
+    n = await raise_ticket(client, me, f"Modified {uuid.uuid4().hex[:8]}")
+    agent = auth("agent-7", "agent", "Agent Seven")
+    r = await client.post(f"/v1/tickets/{n}/messages", json={"body": "on it"}, headers=agent)
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        f"/v1/tickets/{n}/messages",
+        json={"body": "psst", "visibility": "internal"},
+        headers=admin(auth),
+    )
+    assert r.status_code == 201, r.text
+
+    def listed(rows: list[dict[str, Any]]) -> dict[str, Any]:
+        [row] = [t for t in rows if t["id"] == n]
+        return row
+
+    staff_list = ok(
+        await client.get(BASE, params={"limit": 100}, headers=admin(auth)),
+        "Support tickets retrieved successfully",
+    )
+    staff_details = ok(
+        await client.get(f"{BASE}/{n}", headers=admin(auth)),
+        "Ticket details retrieved successfully",
+    )
+    assert listed(staff_list)["modifiedBy"] == staff_details["modifiedBy"] == "admin"
+    # the customer is not told who wrote the internal note
+    mine = ok(
+        await client.get(BASE, params={"limit": 100}, headers=me),
+        "Support tickets retrieved successfully",
+    )
+    details = ok(
+        await client.get(f"{BASE}/{n}", headers=me), "Ticket details retrieved successfully"
+    )
+    assert listed(mine)["modifiedBy"] == details["modifiedBy"] == "agent-7"
+    assert details["createdBy"] == sub
+
+
+async def test_a_category_created_by_an_admin_shows_its_creator(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    boss = auth("admin-cat", "admin", "Cat Admin")
+    name = f"Backend {uuid.uuid4().hex[:8]}"
+    r = await client.post("/v1/categories", json={"name": name}, headers=boss)
+    assert r.status_code == 201, r.text
+    _, me = customer(auth)
+    created = await client.post(
+        "/support/tickets",
+        json={"subject": "s", "description": "d", "categoryId": f"category_{r.json()['id']}"},
+        headers=me,
+    )
+    n = int(created.json()["data"]["ticketId"].removeprefix("ticket_"))
+    d = ok(await client.get(f"{BASE}/{n}", headers=me), "Ticket details retrieved successfully")
+    assert d["ticketCategory"]["categoryName"] == name
+    assert d["ticketCategory"]["createdBy"] == d["ticketCategory"]["modifiedBy"] == "admin-cat"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -98,6 +98,26 @@ async def test_the_clients_date_becomes_the_events_occurred_at(
     assert '"customer_response"' in row["metadata"]
 
 
+async def test_a_date_ahead_within_the_clock_skew_is_recorded_as_now(
+    client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser, api_pool: asyncpg.Pool
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    ahead = datetime.now(UTC) + timedelta(minutes=3)
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        json={"body": "from a fast clock", "date": f"{ahead:%Y-%m-%d %H:%M}"},
+        auth=await basic_user("agent"),
+    )
+    assert r.status_code == 200, r.text
+    row = await api_pool.fetchrow(
+        "SELECT occurred_at, recorded_at FROM events WHERE stream_id = $1 "
+        "AND type = 'MessagePosted'",
+        ticket_id,
+    )
+    assert row["occurred_at"] == row["recorded_at"]  # never a time that has not come yet
+
+
 async def test_a_customer_may_reply_to_their_own_ticket_with_a_bearer_token(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
@@ -121,8 +141,18 @@ async def test_a_customer_may_reply_to_their_own_ticket_with_a_bearer_token(
         {"body": "x", "body_type": "MARKDOWN"},
         {"body": "x", "date": "14.07.2014"},
         {"body": "<script>only</script>"},
+        {"body": "<p></p><br>&nbsp;"},
+        {"body": "a&#x7;b"},
     ],
-    ids=["no-body", "empty-body", "bad-body-type", "bad-date", "nothing-left-after-sanitising"],
+    ids=[
+        "no-body",
+        "empty-body",
+        "bad-body-type",
+        "bad-date",
+        "nothing-left-after-sanitising",
+        "only-empty-tags",
+        "control-character-reference",
+    ],
 )
 async def test_invalid_replies_are_400(
     client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser, payload: dict[str, str]

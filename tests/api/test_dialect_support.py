@@ -320,3 +320,11 @@ async def test_another_customers_ticket_is_403(client: httpx.AsyncClient, auth: 
 
 async def test_a_malformed_ticket_id_is_400(client: httpx.AsyncClient, auth: Auth) -> None:
     assert_error(await client.get("/support/tickets/ticket_abc", headers=customer(auth)[1]), 400)
+    # digits of other scripts are not an id, nor is a number past the 64-bit range
+    for bad in ("ticket_\u0663", "\u0663", "9223372036854775808"):
+        assert_error(await client.get(f"/support/tickets/{bad}", headers=customer(auth)[1]), 400)
+
+
+async def test_every_64_bit_id_is_a_ticket_id(client: httpx.AsyncClient, auth: Auth) -> None:
+    for big in ("1000000000000000000", "ticket_9223372036854775807"):
+        assert_error(await client.get(f"/support/tickets/{big}", headers=customer(auth)[1]), 404)

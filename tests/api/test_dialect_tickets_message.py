@@ -97,6 +97,17 @@ async def test_missing_or_invalid_fields_are_400(
     assert_error(r, 400)
 
 
+async def test_a_wrongly_typed_field_is_named_in_plain_words(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    me = customer(auth)
+    n = await raise_ticket(client, me)
+    r = await client.post("/api/tickets/message", json={"ticketId": n, "text": 5}, headers=me)
+    message = str(assert_error(r, 400)["message"])
+    assert "text" in message and "must be a string, not a whole number" in message
+    assert "null" not in message  # the field is required: null is not an option
+
+
 async def test_malformed_json_is_400(client: httpx.AsyncClient, auth: Auth) -> None:
     r = await client.post(
         "/api/tickets/message",

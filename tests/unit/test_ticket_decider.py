@@ -48,6 +48,7 @@ from domain.errors import (
 )
 from domain.events import (
     Actor,
+    ExternalAttachment,
     MessagePosted,
     PriorityChanged,
     SlaBreached,
@@ -278,6 +279,60 @@ def test_a_message_body_must_be_1_to_20000_clean_characters(body: str) -> None:
     assert err.field == "body"
 
 
+def test_a_file_reference_is_kept_as_given() -> None:
+    ref = ExternalAttachment(file_name="scan.pdf", file_path="/uploads/scan.pdf")
+    given(raised()).when(post(AGENT, "see file", external_attachments=[ref])).then(
+        MessagePosted(message_id=7, author=AGENT, body="see file", external_attachments=[ref])
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "field"),
+    [
+        ("", "/uploads/a.pdf", "fileName"),
+        ("a\x00.pdf", "/uploads/a.pdf", "fileName"),
+        ("a\nb.pdf", "/uploads/a.pdf", "fileName"),
+        ("a" * 256, "/uploads/a.pdf", "fileName"),
+        ("a.pdf", "", "filePath"),
+        ("a.pdf", "/u\x1b[31m", "filePath"),
+        ("a.pdf", "/" + "p" * 2_000, "filePath"),
+    ],
+)
+def test_a_file_reference_obeys_the_text_rules(name: str, path: str, field: str) -> None:
+    ref = ExternalAttachment(file_name=name, file_path=path)
+    err = given(raised()).when(post(AGENT, "x", external_attachments=[ref])).raises(InvalidInput)
+    assert err.field == field
+
+
+def test_a_request_carries_at_most_20_attachments() -> None:
+    refs = [ExternalAttachment(file_name=f"{i}.pdf", file_path=f"/u/{i}.pdf") for i in range(21)]
+    err = given(raised()).when(post(AGENT, "x", external_attachments=refs)).raises(InvalidInput)
+    assert err.field == "attachments"
+    given(raised()).when(post(AGENT, "x", attachments=[f"f{i}" for i in range(21)])).raises(
+        InvalidInput
+    )
+    err = given().when(raise_cmd(attachments=[f"f{i}" for i in range(21)])).raises(InvalidInput)
+    assert err.field == "attachments"
+
+
+@pytest.mark.parametrize(
+    "body", ["a&#x7;b", "a&#27;[31m", "&#x1;", "<p></p>", "<br>", "&nbsp;", "<b> </b>"]
+)
+def test_html_must_keep_visible_clean_content_once_sanitised(body: str) -> None:
+    err = given(raised()).when(post(AGENT, body, body_type="html")).raises(InvalidInput)
+    assert err.field == "body"
+
+
+def test_html_character_references_for_newlines_and_images_alone_are_kept() -> None:
+    given(raised()).when(post(AGENT, "a&#13;b", body_type="html")).then(
+        MessagePosted(message_id=7, author=AGENT, body="a\nb", body_type="html")
+    )
+    img = '<img src="https://example.com/a.png">'
+    given(raised()).when(post(AGENT, img, body_type="html")).then(
+        MessagePosted(message_id=7, author=AGENT, body=img, body_type="html")
+    )
+
+
 def test_a_reply_as_requester_is_authored_by_the_requester() -> None:
     given(raised()).when(post(AGENT, "from email", as_requester=True)).then(
         MessagePosted(message_id=7, author=CUSTOMER, body="from email")
@@ -346,6 +401,16 @@ def test_changing_status_to_closed_is_the_same_as_closing() -> None:
     given(raised(), status("in_progress", "open")).when(change(AGENT, "closed", "fixed")).then(
         TicketClosed(resolution="fixed", previous="in_progress")
     )
+
+
+def test_the_requester_may_change_status_to_closed_as_they_may_close() -> None:
+    given(raised()).when(change(CUSTOMER, "closed", "sorted")).then(
+        TicketClosed(resolution="sorted", previous="open")
+    )
+
+
+def test_another_customer_may_not_close_by_changing_status() -> None:
+    given(raised()).when(change(OTHER_CUSTOMER, "closed")).raises(NotRequester)
 
 
 @pytest.mark.parametrize("new", ["open", "in_progress", "on_hold", "resolved"])

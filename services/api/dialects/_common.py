@@ -18,7 +18,7 @@ from litestar import Request
 
 from domain.errors import Forbidden, InvalidInput, TicketNotFound
 from domain.events import Actor, MessagePosted
-from domain.ticket import Ticket, can_read
+from domain.ticket import Ticket, can_read, can_see_internal
 from services.commands import CommandResult, CommandService, Context
 from services.eventstore import RecordedEvent
 
@@ -109,7 +109,7 @@ def positive_int(value: Any, name: str, *, prefix: str | None = None) -> int:
         text = value.strip()
         if prefix and text.lower().startswith(prefix + "_"):
             text = text[len(prefix) + 1 :]
-        if not re.fullmatch(r"\d{1,18}", text):
+        if not re.fullmatch(r"[0-9]{1,19}", text):  # ASCII digits: int() takes any script
             hint = f" (e.g. 42 or {prefix}_42)" if prefix else ""
             raise InvalidInput(f"{name} must be a positive whole number{hint}", field=name)
         n = int(text)
@@ -199,5 +199,13 @@ async def wait_fresh(request: Request[Any, Any, Any]) -> None:
     await consistent(request)
 
 
-def last_actor(events: list[RecordedEvent]) -> Actor | None:
-    return events[-1].metadata.actor if events else None
+def last_actor(events: list[RecordedEvent], reader: Actor) -> Actor | None:
+    """Who changed the ticket last, as far as ``reader`` may see: a customer is not shown
+    the author of an internal note (the rule of ``queries.last_actors``, for lists)."""
+    hide_internal = not can_see_internal(reader)
+    for e in reversed(events):
+        note = isinstance(e.event, MessagePosted) and e.event.visibility == "internal"
+        if note and hide_internal:
+            continue
+        return e.metadata.actor
+    return None

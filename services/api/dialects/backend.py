@@ -16,7 +16,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from domain.errors import InvalidInput
 from domain.events import STATUSES, Actor, ExternalAttachment, Status
-from domain.ticket import Message, Ticket
+from domain.ticket import Message, Ticket, can_see_internal
 from services.api.deps import commands_of, pool_of, settings_of
 from services.api.dialects._common import (
     MAX_PAGE,
@@ -69,6 +69,10 @@ class UpdateStatus(msgspec.Struct):
 
 
 class CategoryOut(msgspec.Struct):
+    createdBy: str
+    createdDate: str
+    modifiedBy: str
+    modifiedDate: str
     id: int
     categoryName: str
     parentCategoryId: int
@@ -148,7 +152,18 @@ class LogOut(msgspec.Struct):
 def _category(c: Category | None) -> CategoryOut | None:
     if c is None:
         return None
-    return CategoryOut(id=c.id, categoryName=c.name, parentCategoryId=c.parent_id or 0)
+    by = c.created_by or "system"  # the defaults are seeded by migrate
+    at = iso_z(c.created_at) or ""
+    # categories are never edited: modified is created
+    return CategoryOut(
+        createdBy=by,
+        createdDate=at,
+        modifiedBy=by,
+        modifiedDate=at,
+        id=c.id,
+        categoryName=c.name,
+        parentCategoryId=c.parent_id or 0,
+    )
 
 
 def _ticket_fields(
@@ -292,7 +307,7 @@ async def list_tickets(
     commands = commands_of(request)
     pool = pool_of(request)
     settings = settings_of(request)
-    from projections.queries import TicketFilter, count_tickets
+    from projections.queries import TicketFilter, count_tickets, last_actors
     from projections.queries import list_tickets as query
 
     actor = actor_of(request)
@@ -309,13 +324,14 @@ async def list_tickets(
         pool, f, limit=limit_n, offset=offset_n, now=now, timezone=settings.timezone
     )
     categories = {c.id: c for c in await list_categories(pool)}
+    by = await last_actors(pool, [r.id for r in rows], public_only=not can_see_internal(actor))
     data = [
         TicketOut(
             **_ticket_fields(
                 id=r.id,
                 requester_id=r.requester_id,
                 requester_role=r.requester_role,
-                modified_by=r.assignee or r.requester_id,
+                modified_by=by.get(r.id, r.requester_id),
                 created_at=r.created_at,
                 updated_at=r.updated_at,
                 category=categories.get(r.category_id),
@@ -404,7 +420,7 @@ async def get_ticket(
     actor = actor_of(request)
     ticket, events = await load_readable(commands, _ticket_id(id), actor)
     category = await get_category(pool, ticket.category_id)
-    data = details_of(ticket, ticket.visible_messages(actor), category, last_actor(events))
+    data = details_of(ticket, ticket.visible_messages(actor), category, last_actor(events, actor))
     return ok("Ticket details retrieved successfully", data)
 
 
