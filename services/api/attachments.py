@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -127,6 +128,16 @@ def router_for(settings: Settings) -> Router:
         return Response(out, status_code=201, headers={"Location": f"/v1/attachments/{out.id}"})
 
     return Router(path="/v1/attachments", route_handlers=[upload, download], tags=["attachments"])
+
+
+async def attachment_names(pool: asyncpg.Pool, ids: Sequence[str]) -> dict[str, str]:
+    """The uploaded file name of each attachment id (dialects that show names)."""
+    if not ids:
+        return {}
+    rows = await pool.fetch(
+        "SELECT id, filename FROM attachments WHERE id = ANY($1::text[])", list(set(ids))
+    )
+    return {r["id"]: r["filename"] for r in rows}
 
 
 async def may_download(pool: asyncpg.Pool, row: asyncpg.Record, actor: Actor) -> bool:

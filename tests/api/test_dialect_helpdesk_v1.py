@@ -178,6 +178,16 @@ async def test_v1_invalid_input_is_400(
     assert_error(r, 400)
 
 
+async def test_v1_user_id_as_a_json_float_or_0(client: httpx.AsyncClient, auth: Auth) -> None:
+    sub, me = customer(auth)
+    form = {"type": "General", "subject": "s", "comments": "c"}
+    ok(await client.post("/api/v1/raise_ticket", json={**form, "userId": float(sub)}, headers=me))
+    r = await client.post("/api/v1/raise_ticket", json={**form, "userId": 0}, headers=agent(auth))
+    assert "all users" in assert_error(r, 400)
+    r = await client.post("/api/v1/raise_ticket", json={**form, "userId": [6]}, headers=me)
+    assert "userId must be a whole number or a string" in assert_error(r, 400)
+
+
 async def test_v1_a_customer_may_not_raise_for_someone_else(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:
@@ -191,6 +201,30 @@ async def test_v1_a_customer_may_not_raise_for_someone_else(
 
 
 # --- V2 ----------------------------------------------------------------------------------
+
+
+async def test_v2_pages_through_every_ticket_with_limit_and_offset(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    sub, me = customer(auth)
+    staff = agent(auth)
+    raised = [await raise_for(client, staff, sub) for _ in range(5)]
+
+    async def page(query: str = "", **form: str) -> list[int]:
+        path = f"/api/v1/get_tickets/{sub}{query}"
+        r = await (
+            client.post(path, data=form, headers=me) if form else client.get(path, headers=me)
+        )
+        return [int(i["Ticket"]["id"]) for i in ok(r)["data"]]
+
+    newest_first = list(reversed(raised))
+    assert await page() == newest_first
+    assert await page("?limit=2") == newest_first[:2]
+    assert await page("?limit=2&offset=2") == newest_first[2:4]
+    assert await page(limit="2", offset="4") == newest_first[4:]
+    assert await page("?offset=5") == []
+    for bad in ("?limit=0", "?offset=-1", "?limit=many"):
+        assert_error(await client.get(f"/api/v1/get_tickets/{sub}{bad}", headers=me), 400)
 
 
 async def test_v2_seed_shape_and_filters(client: httpx.AsyncClient, auth: Auth) -> None:
@@ -353,13 +387,17 @@ async def test_v3_messages_v4_details_and_internal_notes(
 
     seen_by_staff = await details(client, n, staff)
     conv = seen_by_staff["ticket_conversation"]
+    # it opens with the issue as raised (V1's comments), as the seed's sample does
     assert [(c["sender"], c["ticket_message"], c["show_to_user"]) for c in conv] == [
+        ("user", "connection timeout", "1"),
         ("user", "connection timeout again", "1"),
         ("admin", "ok. Looking on it", "1"),
         ("admin", "customer is on the old plan", "0"),
     ]
-    assert conv[0]["sender_name"] == "max"
-    assert conv[1]["sender_name"] == "admin@isp.example"
+    assert conv[0]["message_id"] is None and conv[0]["sender_name"] == sub
+    assert all(c["message_id"].isdigit() for c in conv[1:])
+    assert conv[1]["sender_name"] == "max"
+    assert conv[2]["sender_name"] == "admin@isp.example"
     assert all(LOCAL_TIME.match(c["created"]) for c in conv)
     td = seen_by_staff["ticket_details"]
     assert (
@@ -368,6 +406,7 @@ async def test_v3_messages_v4_details_and_internal_notes(
 
     seen_by_customer = await details(client, n, me)
     assert [c["ticket_message"] for c in seen_by_customer["ticket_conversation"]] == [
+        "connection timeout",
         "connection timeout again",
         "ok. Looking on it",
     ]

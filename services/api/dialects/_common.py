@@ -71,8 +71,11 @@ def text_field(
         return None
     if numeric and isinstance(value, int) and not isinstance(value, bool):
         return str(value)
+    if numeric and isinstance(value, float) and value.is_integer():
+        return str(int(value))
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", field=name)
+        kind = "a whole number or a string" if numeric else "a string"
+        raise InvalidInput(f"{name} must be {kind}", field=name)
     return value
 
 
@@ -140,11 +143,13 @@ def flag(value: Any, name: str) -> bool:
     if value is None:
         return False
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
+    if text in ("true", "yes", "on"):
         return True
-    if text in ("false", "0", "no", "off", ""):
+    if text in ("false", "no", "off", ""):
         return False
-    raise InvalidInput(f"{name} must be true or false", field=name)
+    if re.fullmatch(r"-?[0-9]{1,9}", text):  # seeds that type a flag as an integer: 0 or not
+        return int(text) != 0
+    raise InvalidInput(f"{name} must be true or false (or 1 or 0)", field=name)
 
 
 def parse_local(

@@ -7,6 +7,7 @@ Ticket ids are numbers; statuses are the domain's names, or 1-5 in the status up
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from domain.errors import InvalidInput
 from domain.events import STATUSES, Actor, ExternalAttachment, Status
 from domain.ticket import Message, Ticket, can_see_internal
+from services.api.attachments import attachment_names
 from services.api.deps import commands_of, pool_of, settings_of
 from services.api.dialects._common import (
     MAX_PAGE,
@@ -204,7 +206,7 @@ def _ticket_fields(
     }
 
 
-def _message(m: Message, ticket_id: int) -> MessageOut:
+def _message(m: Message, ticket_id: int, names: Mapping[str, str]) -> MessageOut:
     at = iso_z(m.created_at) or ""
     return MessageOut(
         createdBy=m.author.id,
@@ -226,17 +228,27 @@ def _message(m: Message, ticket_id: int) -> MessageOut:
                 AttachmentOut(fileName=a.file_name, filePath=a.file_path)
                 for a in m.external_attachments
             ),
-            *(
-                AttachmentOut(fileName=a, filePath=f"/v1/attachments/{a}", attachmentId=a)
-                for a in m.attachments
-            ),
+            *(_uploaded(a, names) for a in m.attachments),
         ],
         visibility=m.visibility,
     )
 
 
+def _uploaded(attachment_id: str, names: Mapping[str, str]) -> AttachmentOut:
+    """A file uploaded through /v1/attachments: its name as uploaded, its download path."""
+    return AttachmentOut(
+        fileName=names.get(attachment_id, attachment_id),
+        filePath=f"/v1/attachments/{attachment_id}",
+        attachmentId=attachment_id,
+    )
+
+
 def details_of(
-    ticket: Ticket, messages: list[Message], category: Category | None, by: Actor | None
+    ticket: Ticket,
+    messages: list[Message],
+    category: Category | None,
+    by: Actor | None,
+    names: Mapping[str, str],
 ) -> TicketDetailsOut:
     fields = _ticket_fields(
         id=ticket.id,
@@ -255,11 +267,8 @@ def details_of(
     )
     return TicketDetailsOut(
         **fields,
-        ticketMessage=[_message(m, ticket.id) for m in messages],
-        ticketAttachments=[
-            AttachmentOut(fileName=a, filePath=f"/v1/attachments/{a}", attachmentId=a)
-            for a in ticket.attachments
-        ],
+        ticketMessage=[_message(m, ticket.id, names) for m in messages],
+        ticketAttachments=[_uploaded(a, names) for a in ticket.attachments],
     )
 
 
@@ -420,7 +429,10 @@ async def get_ticket(
     actor = actor_of(request)
     ticket, events = await load_readable(commands, _ticket_id(id), actor)
     category = await get_category(pool, ticket.category_id)
-    data = details_of(ticket, ticket.visible_messages(actor), category, last_actor(events, actor))
+    messages = ticket.visible_messages(actor)
+    uploaded = [*ticket.attachments, *(a for m in messages for a in m.attachments)]
+    names = await attachment_names(pool, uploaded)
+    data = details_of(ticket, messages, category, last_actor(events, actor), names)
     return ok("Ticket details retrieved successfully", data)
 
 

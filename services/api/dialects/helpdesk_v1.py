@@ -24,6 +24,7 @@ from services.api.dialects._common import (
     actor_of,
     context,
     flag,
+    int_param,
     load_readable,
     local_text,
     parse_local,
@@ -146,6 +147,8 @@ async def raise_ticket(
         names = ", ".join(c.name for c in await list_categories(pool))
         raise InvalidInput(f"unknown ticket type {type_name!r}; known types: {names}", field="type")
     uid = user_id.strip()
+    if uid == "0":  # get_tickets reads 0 as "every user": no ticket may belong to it
+        raise InvalidInput("userId 0 stands for all users; give the requester's id", field="userId")
     requester = None if uid == actor.id else Actor(id=uid, role="customer")
     with renamed(description="comments"):
         result = await commands.raise_ticket(
@@ -207,7 +210,8 @@ class ListReply(msgspec.Struct):
     description="Seed 003. userId 0 = all tickets (agents only). status: unresolved, "
     "overdue, duetoday, open, onhold, unassigned, closed (also inprogress, resolved). "
     "assigned_admin: the assignee. POST the same path with fromDate/toDate "
-    "('dd-mm-yyyy H:m', local time) to bound the creation time.",
+    "('dd-mm-yyyy H:m', local time) to bound the creation time. Newest first, at most 100 "
+    "a page: limit (1-100) and offset (query or body) page through the rest.",
 )
 async def get_tickets(
     request: Request[Any, Any, Any],
@@ -243,9 +247,20 @@ async def get_tickets(
         created_from=bounds[0],
         created_to=bounds[1],
     )
+    # Not in the seed, which lists at most a page: limit and offset (query or body) page
+    # through the rest, newest first.
+    query = request.query_params
+    limit = int_param(
+        query.get("limit") or fields.get("limit"),
+        "limit",
+        default=LIST_LIMIT,
+        minimum=1,
+        maximum=LIST_LIMIT,
+    )
+    offset = int_param(query.get("offset") or fields.get("offset"), "offset", default=0, minimum=0)
     await wait_fresh(request)
     rows, _ = await list_tickets(
-        pool, f, limit=LIST_LIMIT, offset=0, now=commands.clock(), timezone=settings.timezone
+        pool, f, limit=limit, offset=offset, now=commands.clock(), timezone=settings.timezone
     )
     names = {c.id: c.name for c in await list_categories(pool)}
     tz = settings.timezone
@@ -323,7 +338,8 @@ async def send_message(request: Request[Any, Any, Any]) -> Reply:
 @get(
     f"{PREFIX}/get_ticket_details/{{ticketId:str}}",
     summary="V4 - Get ticket details by ticket id",
-    description="Seed 003. The conversation (internal notes only for staff) and details.",
+    description="Seed 003. The conversation, opening with the issue as raised (message_id "
+    "null), then the messages (internal notes only for staff), and the details.",
     operation_id="helpdesk_v1_get_ticket_details",
 )
 async def get_ticket_details(
@@ -337,7 +353,17 @@ async def get_ticket_details(
     ticket, _ = await load_readable(commands, positive_int(ticketId, "ticketId"), actor)
     tz = settings.timezone
     names = {c.id: c.name for c in await list_categories(pool)}
-    conversation = [
+    # The conversation opens with the issue as raised (V1's comments), as the seed's
+    # sample does; it is no message, so it has no message id.
+    issue = {
+        "message_id": None,
+        "sender": "user",
+        "sender_name": ticket.requester.name or ticket.requester.id,
+        "ticket_message": ticket.description,
+        "created": local_text(ticket.created_at, tz),
+        "show_to_user": "1",
+    }
+    conversation = [issue] + [
         {
             "message_id": str(m.id),
             "sender": _sender(m, ticket),
