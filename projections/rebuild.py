@@ -65,6 +65,11 @@ REBUILD_LOCK = 7_310_102  # session advisory lock: one rebuild at a time
 READ_BATCH = 20_000
 SUMMARY_CHUNK = 25_000  # tickets per COPY (one short transaction each) in the bulk fill
 CATCH_UP_BATCH = 5_000
+# The swap's wait for all of the live and new tables at once (_lock_for_swap), and how
+# many times it queues again: a deadlock-free swap under any read load, given up after
+# about a minute of being in the way.
+SWAP_LOCK_WAIT = "200ms"
+SWAP_LOCK_ATTEMPTS = 300
 INDEX_BUILD_MEMORY = "256MB"  # per index build, during a rebuild only
 
 
@@ -429,6 +434,30 @@ async def drop_schema(dsn: str, schema: str) -> None:
         await conn.close()
 
 
+async def _lock_for_swap(conn: asyncpg.Connection, schemas: list[str]) -> None:
+    """Take every table the swap moves, all or none, before moving any.
+
+    Queries take their tables' locks in their own order (a list checks the checkpoints,
+    then reads the summaries). A swap that held one table while it waited for another
+    could close a cycle with such a query, and PostgreSQL would end one of the two with a
+    deadlock error. So the swap waits at most SWAP_LOCK_WAIT for the lot; if that runs
+    out it lets go of what it took (a savepoint) and queues again, and the query in its
+    way finishes meanwhile. Queries are held up for at most that wait each time.
+    """
+    tables = ", ".join(f"{s}.{t}" for s in schemas for t in READ_MODEL_TABLES)
+    await conn.execute(f"SET LOCAL lock_timeout = '{SWAP_LOCK_WAIT}'")
+    for attempt in range(SWAP_LOCK_ATTEMPTS):
+        try:
+            async with conn.transaction():  # a savepoint: a timeout releases its locks
+                await conn.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+            break
+        except asyncpg.LockNotAvailableError:
+            if attempt == SWAP_LOCK_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt % 10))
+    await conn.execute("SET LOCAL lock_timeout = 0")
+
+
 async def rebuild_all(dsn: str) -> dict[str, Any]:
     """Replay the whole log into fresh tables and swap them in atomically.
 
@@ -451,6 +480,8 @@ async def rebuild_all(dsn: str) -> dict[str, Any]:
                 # the live runner is between batches (or waits for us) from here on
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", RUNNER_LOCK)
                 final = await _catch_up_schema(conn, new)
+                await _lock_for_swap(conn, [live, qn])
+                final += await _catch_up_schema(conn, new)  # what came while we queued
                 await conn.execute(f"CREATE SCHEMA {qo}")
                 for table in READ_MODEL_TABLES:
                     await conn.execute(f"ALTER TABLE {live}.{table} SET SCHEMA {qo}")

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Request
 from litestar.utils.scope.state import ScopeState
 
@@ -60,6 +61,18 @@ def request_body(request: Request[Any, Any, Any]) -> bytes:
     return body if isinstance(body, bytes) else b""
 
 
+def canonical_body(raw: bytes) -> bytes:
+    """A JSON body with its keys sorted and no spacing, so a client that re-serialises the
+    same request (another key order, other whitespace) still matches its first; any other
+    body as it came."""
+    if not raw or raw[:1] not in (b"{", b"["):
+        return raw
+    try:
+        return msgspec.json.encode(msgspec.json.decode(raw), order="sorted")
+    except (msgspec.DecodeError, msgspec.EncodeError):
+        return raw
+
+
 def command_context(
     request: Request[Any, Any, Any],
     actor: Actor | None = None,
@@ -87,7 +100,9 @@ def command_context(
         request_id=request_id_from_scope(request.scope),
         dialect=dialect,
         idempotency_key=key or None,
-        request_fingerprint=fingerprint(request.method, request.url.path, raw) if key else None,
+        request_fingerprint=(
+            fingerprint(request.method, request.url.path, canonical_body(raw)) if key else None
+        ),
         expected_version=parse_if_match(request.headers.get("if-match")),
     )
 

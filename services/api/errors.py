@@ -207,9 +207,14 @@ def _type_words(types: str) -> str:
     return " or ".join(w for w in words if w != "null") or "null"
 
 
+# Header parameters as the client sends them, not as the handlers' arguments are named.
+_HEADER_NAMES = {"idempotency_key": "Idempotency-Key", "if_match": "If-Match"}
+
+
 def _field_error(field: str, message: str) -> dict[str, str]:
     """Name the field the client got wrong (msgspec reports object-level errors on the
     object: ``data: Object missing required field `reason``` becomes ``reason``)."""
+    field = _HEADER_NAMES.get(field, field)
     if field == "data" and message in ("'data'", "data"):
         # Litestar's way of saying the handler's body was never sent.
         return {"field": "body", "message": "the request has no body; send a JSON object"}

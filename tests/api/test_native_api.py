@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 Auth = Callable[..., dict[str, str]]
@@ -167,6 +168,13 @@ async def test_idempotent_replay_returns_the_first_response_and_appends_nothing(
     assert again.headers["location"] == first.headers["location"]
     assert again.headers["etag"] == first.headers["etag"]
     assert await event_count() == before
+    # the same JSON written another way (key order, spacing) is the same request
+    rewritten = msgspec.json.encode(dict(reversed(list(RAISE.items())))).replace(b",", b", ")
+    again = await client.post(
+        "/v1/tickets", content=rewritten, headers={**h, "Content-Type": "application/json"}
+    )
+    assert again.status_code == 201 and again.json() == first.json()
+    assert await event_count() == before
     different = await client.post("/v1/tickets", json={**RAISE, "subject": "other"}, headers=h)
     assert different.status_code == 422
     assert problem(different)["code"] == "idempotency_key_reused"
@@ -179,6 +187,11 @@ async def test_idempotent_replay_returns_the_first_response_and_appends_nothing(
     assert m1.status_code == m2.status_code == 201
     assert m1.json() == m2.json()
     assert len(m2.json()["messages"]) == 1
+    long_key = {**h, "Idempotency-Key": "k" * 500}
+    url = f"/v1/tickets/{tid}/messages"
+    too_long = await client.post(url, json={"body": "x"}, headers=long_key)
+    assert too_long.status_code == 422 and "Idempotency-Key" in too_long.text
+    assert "idempotency_key" not in too_long.text
 
 
 async def test_stale_if_match_is_412_and_appends_nothing(

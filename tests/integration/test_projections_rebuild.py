@@ -142,3 +142,37 @@ async def test_build_into_schema_equals_the_live_read_models(
         assert len(live["ticket_summaries"]) == 30
     finally:
         await drop_schema(fresh_dsn, "audit_scratch")
+
+
+async def test_the_swap_never_deadlocks_with_a_reader_that_locks_the_tables_in_another_order(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    # A read model query takes its tables' locks in its own order (a list's consistency
+    # check reads the checkpoints, then the summaries); the swap moves every table. A
+    # swap that waited on one table while holding another would deadlock with it, and
+    # PostgreSQL would kill one of the two after deadlock_timeout.
+    await proj_drive(proj_service, 10, steps=3, seed=7)
+    await proj_catch_up(fresh_pool)
+    reader = await asyncpg.connect(fresh_dsn)
+    try:
+        async with reader.transaction():
+            await reader.fetchval("SELECT count(*) FROM projection_checkpoints")
+            swap = asyncio.create_task(rebuild_all(fresh_dsn))
+            # wait until the swap queues for the checkpoints this reader holds
+            for _ in range(600):
+                waiting = await reader.fetchval(
+                    "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE NOT l.granted AND c.relname = 'projection_checkpoints' "
+                    "AND l.pid <> pg_backend_pid()"
+                )
+                if waiting or swap.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the swap never queued for the table the reader holds"
+            # the reader goes on to the summaries, which the swap must not be holding
+            assert await reader.fetchval("SELECT count(*) FROM ticket_summaries") == 10
+        stats = await asyncio.wait_for(swap, 60)
+    finally:
+        await reader.close()
+    assert stats["events"] > 10
+    await proj_assert_equals_fold(fresh_pool)
