@@ -57,7 +57,25 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("TICKETING_RATE_LIMIT_PER_MINUTE must be 0 (off) or positive")
         if self.consistency_wait_ms < 0:
             raise SettingsError("TICKETING_CONSISTENCY_WAIT_MS must not be negative")
+        if self.jwt_public_key:
+            _check_public_key(self.jwt_public_key)
         return self
+
+
+def _check_public_key(pem: str) -> None:
+    """A key that cannot verify anything would turn every RS256/ES256 token into a 500:
+    refuse it at start-up instead."""
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(
+            f"TICKETING_JWT_PUBLIC_KEY is not a PEM public key (-----BEGIN PUBLIC KEY-----): {exc}"
+        ) from None
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise SettingsError("TICKETING_JWT_PUBLIC_KEY must be an RSA or EC key (RS256/ES256)")
 
 
 _FIELDS: dict[str, type] = {

@@ -25,7 +25,8 @@ from services.api.errors import Denied, Unauthenticated
 from services.api.native import READ_ERRORS, TICKET_READ_ERRORS, TicketOut, etag, ticket_out
 
 AUDIT_ROLES = ("auditor", "admin")
-MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1  # ids and positions are bigint: a larger one is bad input, not a 500
+MAX_VERSION = 2**31 - 1  # stream versions are int
 
 
 def auditors_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -101,8 +102,10 @@ def _ticket_id(ticket_id: int) -> int:
 )
 async def audit_feed(
     request: Request[Any, Any, Any],
-    after: Annotated[int, QueryParameter(ge=0, description="a position from a previous page")] = 0,
-    limit: Annotated[int, QueryParameter(ge=1, description="page size")] = 100,
+    after: Annotated[
+        int, QueryParameter(ge=0, le=MAX_ID, description="a position from a previous page")
+    ] = 0,
+    limit: Annotated[int, QueryParameter(ge=1, le=MAX_ID, description="page size")] = 100,
     event_type: Annotated[
         list[str] | None, QueryParameter(name="type", description="event type names")
     ] = None,
@@ -145,7 +148,9 @@ async def ticket_state(
     request: Request[Any, Any, Any],
     ticket_id: FromPath[int],
     as_of: Annotated[str | None, QueryParameter(description="ISO 8601 moment")] = None,
-    version: Annotated[int | None, QueryParameter(description="stream version, from 1")] = None,
+    version: Annotated[
+        int | None, QueryParameter(ge=1, le=MAX_VERSION, description="stream version, from 1")
+    ] = None,
 ) -> Response[TicketOut]:
     commands = commands_of(request)
     viewer = request.scope["user"]

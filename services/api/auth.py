@@ -49,6 +49,13 @@ AUDIT_PREFIX = "/v1/audit"
 BASIC_CACHE_TTL_S = 30.0
 BASIC_CACHE_MAX = 10_000
 TOKEN_CACHE_MAX = 10_000
+# Password guessing: after this many failed Basic logins for one user name within a
+# minute, that name is answered 429 without checking the password until the minute ends
+# (a credential verified earlier keeps working from the cache); off with rate limiting.
+# And at most this many slow password hashes run at once per process (argon2 takes 64
+# MiB each).
+BASIC_FAILURES_PER_MINUTE = 10
+CONCURRENT_PASSWORD_CHECKS = 4
 ROLES_OPT = "roles"
 READ_OPT = "read_only"  # handler opt: a POST that only reads (auditors may send it)
 
@@ -155,18 +162,69 @@ def _dummy_hash() -> str:
     return _DUMMY_HASH
 
 
+class LoginThrottle:
+    """Failed Basic logins per user name, in one-minute Redis windows.
+
+    Fails open when Redis is unavailable (as the rate limiter does): the password check
+    itself still stands, only its repetition goes unbounded.
+    """
+
+    def __init__(
+        self, per_minute: int = BASIC_FAILURES_PER_MINUTE, prefix: str = "ticketing:authfail"
+    ) -> None:
+        self.per_minute = per_minute
+        self.prefix = prefix
+
+    def _key(self, name: str, window: int) -> str:
+        # a digest: user names are client input, keys are not the place for them
+        return f"{self.prefix}:{hashlib.sha256(name.encode()).hexdigest()[:32]}:{window}"
+
+    async def check(self, redis: Any, name: str) -> None:
+        """429 when ``name`` has used up its failures for this minute."""
+        if redis is None or self.per_minute <= 0:
+            return
+        now = time.time()
+        window = int(now // 60)
+        try:
+            failed = await redis.get(self._key(name, window))
+        except Exception:
+            return
+        if failed is not None and int(failed) >= self.per_minute:
+            raise TooManyRequests(max(1, int((window + 1) * 60 - now + 0.999)))
+
+    async def failed(self, redis: Any, name: str) -> None:
+        if redis is None or self.per_minute <= 0:
+            return
+        key = self._key(name, int(time.time() // 60))
+        try:
+            pipe = redis.pipeline(transaction=False)
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            await pipe.execute()
+        except Exception:
+            return
+
+
 class Authenticator:
     def __init__(
         self,
         settings: Settings,
         cache: BasicCache | None = None,
         token_cache: TokenCache | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.settings = settings
         self.cache = cache or BasicCache()
         self.tokens = token_cache or TokenCache()
+        # with rate limiting turned off (TICKETING_RATE_LIMIT_PER_MINUTE=0), this limit too
+        self.throttle = throttle or LoginThrottle(
+            BASIC_FAILURES_PER_MINUTE if settings.rate_limit_per_minute > 0 else 0
+        )
+        self._hashing = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
 
-    async def authenticate(self, authorization: str | None, pool: asyncpg.Pool) -> Actor:
+    async def authenticate(
+        self, authorization: str | None, pool: asyncpg.Pool, redis: Any = None
+    ) -> Actor:
         if not authorization:
             raise Unauthenticated(
                 "authentication required: send 'Authorization: Bearer <token>' or HTTP Basic"
@@ -193,10 +251,10 @@ class Authenticator:
                 self.tokens.put(value, actor, exp)
             return actor
         if scheme == "basic":
-            return await self._basic(value, pool)
+            return await self._basic(value, pool, redis)
         raise Unauthenticated("unsupported authorization scheme; use Bearer or Basic")
 
-    async def _basic(self, value: str, pool: asyncpg.Pool) -> Actor:
+    async def _basic(self, value: str, pool: asyncpg.Pool, redis: Any) -> Actor:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -210,14 +268,17 @@ class Authenticator:
         cached = self.cache.get(digest)
         if cached is not None:
             return cached
+        await self.throttle.check(redis, name)
         row = await pool.fetchrow(
             "SELECT password_hash, role, display_name, disabled FROM api_users WHERE name = $1",
             name,
         )
         stored = row["password_hash"] if row is not None else _dummy_hash()
-        # argon2 is deliberately slow: keep it off the event loop.
-        ok = await asyncio.to_thread(verify_password, stored, password)
+        # argon2 is deliberately slow (and large): off the event loop, a few at a time.
+        async with self._hashing:
+            ok = await asyncio.to_thread(verify_password, stored, password)
         if row is None or not ok or row["disabled"]:
+            await self.throttle.failed(redis, name)
             raise Unauthenticated("wrong user name or password, or the API user is disabled")
         actor = Actor(id=name, role=row["role"], name=row["display_name"] or name)
         self.cache.put(digest, actor)
@@ -286,12 +347,13 @@ class AccessGuard:
                 authorization = v.decode("latin-1")
                 break
         state = scope["litestar_app"].state
-        actor = await self.authenticator.authenticate(authorization, state.pool)
+        redis = getattr(state, "redis", None)
+        actor = await self.authenticator.authenticate(authorization, state.pool, redis)
         scope["user"] = actor
         scope["auth"] = (
             "basic" if authorization and authorization[:6].lower() == "basic " else "bearer"
         )
-        await self.limiter.check(getattr(state, "redis", None), f"{actor.role}:{actor.id}")
+        await self.limiter.check(redis, f"{actor.role}:{actor.id}")
         handler = scope.get("route_handler")
         opt = getattr(handler, "opt", None)
         check_policy(actor, str(scope.get("method", "GET")), scope["path"], opt)

@@ -10,6 +10,7 @@ passed down as JSON in one environment variable (never re-read from the shell).
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -20,6 +21,7 @@ from services.gctune import tune_for_serving
 from services.settings import Settings
 
 _SETTINGS_ENV = "TICKETING__SERVE_SETTINGS_JSON"
+MIN_SECRET_BYTES = 32  # HS256: a secret as long as the hash (RFC 7518 section 3.2)
 
 NO_KEY_MESSAGE = (
     "refusing to start: no token key is configured. Set TICKETING_JWT_SECRET (HS256) or "
@@ -32,6 +34,13 @@ def require_key(settings: Settings) -> None:
         raise SystemExit(NO_KEY_MESSAGE)
     if not settings.database_url:
         raise SystemExit("refusing to start: TICKETING_DATABASE_URL is not set")
+    if settings.jwt_secret and len(settings.jwt_secret.encode()) < MIN_SECRET_BYTES:
+        # not refused (a local trial may use a short one), but never silently
+        logging.getLogger("ticketing.api").warning(
+            "TICKETING_JWT_SECRET is shorter than %d bytes: tokens signed with it can be "
+            "forged by guessing it; use a long random one (ticketing dev makes one)",
+            MIN_SECRET_BYTES,
+        )
 
 
 def _config_kwargs(settings: Settings) -> dict[str, Any]:

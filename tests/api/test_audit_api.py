@@ -212,7 +212,14 @@ async def test_the_feed_paged_with_small_limits_returns_each_event_once_in_order
 
 @pytest.mark.parametrize(
     "params",
-    [{"after": "-1"}, {"limit": "0"}, {"type": "NoSuchEvent"}, {"since": "last week"}],
+    [
+        {"after": "-1"},
+        {"after": str(2**63)},  # past bigint: bad input, not a database error
+        {"limit": "0"},
+        {"limit": str(2**64)},
+        {"type": "NoSuchEvent"},
+        {"since": "last week"},
+    ],
 )
 async def test_the_feed_rejects_bad_parameters_with_a_problem(
     client: httpx.AsyncClient,

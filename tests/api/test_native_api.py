@@ -7,6 +7,7 @@ import asyncio
 import base64
 import io
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,6 +16,9 @@ import asyncpg
 import httpx
 import msgspec
 import pytest
+
+from services.api.auth import BASIC_FAILURES_PER_MINUTE
+from services.passwords import hash_password
 
 Auth = Callable[..., dict[str, str]]
 RAISE = {"subject": "Cannot log in", "description": "The login page says no", "category_id": 1}
@@ -468,6 +472,42 @@ async def test_rate_limit_is_429_with_retry_after_and_appends_nothing(
             ).status_code == 200
     finally:
         await pool.close()
+
+
+async def test_failed_basic_logins_for_one_name_are_throttled(
+    start_live_server: Callable[..., Awaitable[Any]],
+) -> None:
+    server = await start_live_server(rate_limit_per_minute=1000, project=False)
+    # names of this run only: the failure counts live in the shared Redis for a minute
+    guessed, bystander = (f"{who}-{uuid.uuid4().hex[:8]}" for who in ("guessed", "bystander"))
+    conn = await asyncpg.connect(server.settings.database_url)
+    try:
+        for name in (guessed, bystander):
+            await conn.execute(
+                "INSERT INTO api_users (name, password_hash, role) VALUES ($1, $2, 'agent')",
+                name,
+                await asyncio.to_thread(hash_password, "right-password"),
+            )
+    finally:
+        await conn.close()
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        statuses: list[int] = []
+        # a minute boundary may reset the count once, so 2*limit+1 guesses always hit it
+        for i in range(2 * BASIC_FAILURES_PER_MINUTE + 1):
+            last = await c.get("/v1/categories", auth=(guessed, f"g{i}"))
+            statuses.append(last.status_code)
+            if statuses[-1] == 429:
+                break
+        assert statuses[-1] == 429 and set(statuses[:-1]) == {401}
+        assert len(statuses) > BASIC_FAILURES_PER_MINUTE
+        window = int(time.time() // 60)
+        limited = await c.get("/v1/categories", auth=(guessed, "right-password"))
+        if int(time.time() // 60) == window:  # the right password waits out the minute too
+            assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+            assert problem(limited)["code"] == "rate_limited"
+        # the throttle is per name: another API user logs in as usual
+        ok = await c.get("/v1/categories", auth=(bystander, "right-password"))
+        assert ok.status_code == 200
 
 
 async def test_rate_limiter_fails_open_without_redis(

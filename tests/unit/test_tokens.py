@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from services.settings import SettingsError, load_settings
 from services.tokens import TokenError, issue_token, verify_token
 
 SECRET = "unit-test-secret-0123456789abcdef0123"
@@ -47,3 +51,55 @@ def test_each_refusal_says_what_is_wrong_without_decoder_internals(token: str, s
     message = refusal(token)
     assert says in message
     assert "codec" not in message and "Invalid header" not in message
+
+
+def _pem(public_key: Any) -> str:
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+@pytest.mark.parametrize("algorithm", ["RS256", "ES256"])
+def test_tokens_of_an_identity_provider_verify_with_its_public_key(algorithm: str) -> None:
+    if algorithm == "RS256":
+        private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        stranger: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    else:
+        private, stranger = (
+            ec.generate_private_key(ec.SECP256R1()),
+            ec.generate_private_key(ec.SECP256R1()),
+        )
+    claims = {"sub": "idp-user", "role": "customer", "exp": int(time.time()) + 60}
+    pem = _pem(private.public_key())
+    load_settings({"TICKETING_JWT_PUBLIC_KEY": pem})  # accepted at start-up
+    actor = verify_token(jwt.encode(claims, private, algorithm), secret=None, public_key=pem)
+    assert (actor.id, actor.role) == ("idp-user", "customer")
+    with pytest.raises(TokenError, match="signature"):
+        verify_token(jwt.encode(claims, stranger, algorithm), secret=None, public_key=pem)
+    # an HS256 token made with the public key as its secret is the classic confusion attack
+    with pytest.raises(TokenError):
+        verify_token(jwt.encode(claims, "x" * 64, "HS256"), secret=None, public_key=pem)
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        "not a pem",
+        "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+    ],
+    ids=["garbage", "bad-body"],
+)
+def test_a_public_key_that_cannot_verify_stops_start_up(pem: str) -> None:
+    with pytest.raises(SettingsError, match="TICKETING_JWT_PUBLIC_KEY"):
+        load_settings({"TICKETING_JWT_PUBLIC_KEY": pem})
+
+
+def test_a_private_key_in_place_of_the_public_one_stops_start_up() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    with pytest.raises(SettingsError, match="TICKETING_JWT_PUBLIC_KEY"):
+        load_settings({"TICKETING_JWT_PUBLIC_KEY": pem})
