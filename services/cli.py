@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -339,6 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _die(str(exc))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`ticketing audit export | head`): it has what it wanted;
+        # point stdout at /dev/null so the interpreter's final flush does not fail too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

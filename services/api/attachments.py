@@ -26,8 +26,10 @@ from litestar.params import Body, FromPath
 from domain.errors import Forbidden, InvalidInput
 from domain.events import Actor
 from domain.text import clean_text
-from services.api.deps import consistent, pool_of
+from services import idempotency as idempotency_store
+from services.api.deps import Idempotency, consistent, idempotency_of, pool_of
 from services.api.native import _COMMON, READ_ERRORS, _problem
+from services.idempotency import KeyTaken
 from services.settings import Settings
 
 CHUNK = 256 * 1024
@@ -58,7 +60,13 @@ def _user(request: Request[Any, Any, Any]) -> Actor:
     return user
 
 
-async def _store(pool: asyncpg.Pool, upload: UploadFile, actor: Actor, limit: int) -> AttachmentOut:
+async def _store(
+    request: Request[Any, Any, Any],
+    pool: asyncpg.Pool,
+    upload: UploadFile,
+    actor: Actor,
+    limit: int,
+) -> AttachmentOut:
     digest = hashlib.sha256()
     parts: list[bytes] = []
     size = 0
@@ -79,7 +87,47 @@ async def _store(pool: asyncpg.Pool, upload: UploadFile, actor: Actor, limit: in
         max_len=255,
     )
     content_type = (upload.content_type or "application/octet-stream")[:200]
+    # a multipart body differs in its boundary each time: the key covers what it carries
+    idem = idempotency_of(request, filename, content_type, sha)
+    first = await _replay(pool, idem)
+    if first is not None:
+        return first
     att_id = uuid.uuid4().hex
+    try:
+        return await _insert(pool, att_id, sha, content, size, filename, content_type, actor, idem)
+    except KeyTaken:  # a concurrent upload with this key stored it
+        first = await _replay(pool, idem)
+        assert first is not None
+        return first
+
+
+async def _replay(pool: asyncpg.Pool, idem: Idempotency | None) -> AttachmentOut | None:
+    """The attachment a repeated Idempotency-Key uploaded (None: the key is new)."""
+    if idem is None:
+        return None
+    first = await idempotency_store.find(pool, idem.principal, idem.key, idem.request_hash)
+    if first is None:
+        return None
+    row = await pool.fetchrow(
+        "SELECT id, filename, content_type, size, sha256, created_at FROM attachments "
+        "WHERE id = $1",
+        first["attachment_id"],
+    )
+    assert row is not None
+    return AttachmentOut(**dict(row))
+
+
+async def _insert(
+    pool: asyncpg.Pool,
+    att_id: str,
+    sha: str,
+    content: bytes,
+    size: int,
+    filename: str,
+    content_type: str,
+    actor: Actor,
+    idem: Idempotency | None,
+) -> AttachmentOut:
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO attachment_blobs (sha256, content, size) VALUES ($1, $2, $3) "
@@ -99,6 +147,10 @@ async def _store(pool: asyncpg.Pool, upload: UploadFile, actor: Actor, limit: in
             actor.id,
             actor.role,
         )
+        if idem is not None:
+            await idempotency_store.remember(
+                conn, idem.principal, idem.key, idem.request_hash, {"attachment_id": att_id}
+            )
     return AttachmentOut(
         id=att_id,
         filename=filename,
@@ -124,7 +176,7 @@ def router_for(settings: Settings) -> Router:
         data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response[AttachmentOut]:
         pool = pool_of(request)
-        out = await _store(pool, data.file, _user(request), limit)
+        out = await _store(request, pool, data.file, _user(request), limit)
         return Response(out, status_code=201, headers={"Location": f"/v1/attachments/{out.id}"})
 
     return Router(path="/v1/attachments", route_handlers=[upload, download], tags=["attachments"])

@@ -14,7 +14,11 @@ from litestar.utils.scope.state import ScopeState
 from domain.errors import InvalidInput
 from domain.events import Actor
 from services.api.errors import Unauthenticated
-from services.api.middleware import request_id_from_scope, set_projection_lag
+from services.api.middleware import (
+    request_id_from_scope,
+    set_projection_lag,
+    trace_ids_from_scope,
+)
 from services.commands import CommandService, Context, fingerprint
 from services.settings import Settings
 
@@ -61,6 +65,42 @@ def request_body(request: Request[Any, Any, Any]) -> bytes:
     return body if isinstance(body, bytes) else b""
 
 
+def idempotency_key(request: Request[Any, Any, Any]) -> str | None:
+    """The request's Idempotency-Key header, checked; None when it sent none."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise InvalidInput(
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
+            field="Idempotency-Key",
+        )
+    return key
+
+
+class Idempotency(msgspec.Struct, frozen=True):
+    """An Idempotency-Key of a request that creates something other than events."""
+
+    principal: str
+    key: str
+    request_hash: bytes
+
+
+def idempotency_of(request: Request[Any, Any, Any], *request_parts: object) -> Idempotency | None:
+    """The key and the fingerprint of what was asked (method, path and ``request_parts``:
+    the canonical body, or for an upload its file's name and digest)."""
+    key = idempotency_key(request)
+    if key is None:
+        return None
+    actor = current_actor(request)
+    return Idempotency(
+        principal=f"{actor.role}:{actor.id}",
+        key=key,
+        request_hash=fingerprint(request.method, request.url.path, *request_parts),
+    )
+
+
 def canonical_body(raw: bytes) -> bytes:
     """A JSON body with its keys sorted and no spacing, so a client that re-serialises the
     same request (another key order, other whitespace) still matches its first; any other
@@ -86,18 +126,14 @@ def command_context(
     otherwise the body Litestar already parsed is used.
     """
     actor = actor or current_actor(request)
-    key = request.headers.get("idempotency-key")
-    if key is not None:
-        key = key.strip()
-        if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
-            raise InvalidInput(
-                f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} printable characters",
-                field="Idempotency-Key",
-            )
+    key = idempotency_key(request)
     raw = body if body is not None else request_body(request)
+    correlation_id, causation_id = trace_ids_from_scope(request.scope)
     return Context(
         actor=actor,
         request_id=request_id_from_scope(request.scope),
+        correlation_id=correlation_id,
+        causation_id=causation_id,
         dialect=dialect,
         idempotency_key=key or None,
         request_fingerprint=(

@@ -45,6 +45,18 @@ def _state(scope: Scope | dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def trace_ids_from_scope(scope: Scope | dict[str, Any]) -> tuple[str | None, str | None]:
+    """The client's X-Correlation-ID and X-Causation-ID (each None unless sent and sane,
+    by the rule for request ids): a client tying this request to a conversation or to
+    the message that caused it, recorded in the events' metadata."""
+    found: dict[bytes, str | None] = {b"x-correlation-id": None, b"x-causation-id": None}
+    for k, v in scope.get("headers", ()):
+        if k in found:
+            candidate = v.decode("latin-1").strip()
+            found[k] = candidate if _SANE_ID.match(candidate) else None
+    return found[b"x-correlation-id"], found[b"x-causation-id"]
+
+
 def request_id_from_scope(scope: Scope | dict[str, Any]) -> str:
     """The request's id: the client's X-Request-ID if it is sane, else a fresh one."""
     state = _state(scope)

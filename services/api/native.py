@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.enums import MediaType
@@ -24,12 +25,24 @@ from domain.errors import Forbidden, InvalidInput, TicketNotFound
 from domain.events import Actor, BodyType, Priority, Status, Visibility
 from projections.queries import TicketRow
 from services import categories as cats
+from services import idempotency as idempotency_store
 from services.api.auth import allow
-from services.api.deps import command_context, commands_of, consistent, pool_of, settings_of
+from services.api.deps import (
+    Idempotency,
+    canonical_body,
+    command_context,
+    commands_of,
+    consistent,
+    idempotency_of,
+    pool_of,
+    request_body,
+    settings_of,
+)
 from services.api.errors import PROBLEM_JSON, Problem
 from services.api.middleware import set_projection_lag
 from services.api.pagecache import PageCache
 from services.commands import CommandResult, CommandService
+from services.idempotency import KeyTaken
 
 MAX_PAGE = 100
 _json = msgspec.json.Encoder()
@@ -751,10 +764,32 @@ async def create_category(
     data: CategoryIn, request: Request[Any, Any, Any]
 ) -> Response[CategoryOut]:
     pool = pool_of(request)
-    c = await cats.create_category(
-        pool, data.name, data.description, data.parent_id, created_by=_user(request).id
-    )
+    idem = idempotency_of(request, canonical_body(request_body(request)))
+    c = await _category_replay(pool, idem)
+    if c is None:
+        try:
+            c = await cats.create_category(
+                pool,
+                data.name,
+                data.description,
+                data.parent_id,
+                created_by=_user(request).id,
+                idempotency=idem,
+            )
+        except KeyTaken:  # a concurrent request with this key created it
+            c = await _category_replay(pool, idem)
+            assert c is not None
     return Response(_category(c), status_code=201, headers={"Location": f"/v1/categories/{c.id}"})
+
+
+async def _category_replay(pool: asyncpg.Pool, idem: Idempotency | None) -> cats.Category | None:
+    """The category a repeated Idempotency-Key created (None: the key is new)."""
+    if idem is None:
+        return None
+    first = await idempotency_store.find(pool, idem.principal, idem.key, idem.request_hash)
+    if first is None:
+        return None
+    return await cats.get_category(pool, int(first["category_id"]))
 
 
 router = Router(

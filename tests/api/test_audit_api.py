@@ -304,3 +304,29 @@ async def test_the_router_guard_refuses_non_auditors_on_its_own() -> None:
         auditors_only(conn(Actor(id="a", role="customer")), None)  # type: ignore[arg-type]
     with pytest.raises(Unauthenticated):
         auditors_only(conn(None), None)  # type: ignore[arg-type]
+
+
+async def test_a_clients_correlation_and_causation_ids_reach_the_events_metadata(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    traced = {**auth(*CUSTOMER), "X-Correlation-ID": "conv-42", "X-Causation-ID": "mail:7"}
+    r = await client.post(
+        "/v1/tickets",
+        json={"subject": "Traced", "description": "from a mail thread", "category_id": 1},
+        headers={**traced, "X-Request-ID": "req-traced-1"},
+    )
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    plain = await client.post(
+        f"/v1/tickets/{tid}/messages",
+        json={"body": "untraced"},
+        headers={**auth(*CUSTOMER), "X-Causation-ID": "not sane!"},
+    )
+    assert plain.status_code == 201, plain.text
+    events = (await client.get(f"/v1/audit/tickets/{tid}/events", headers=auth(*AUDITOR))).json()
+    raised, posted = (e["metadata"] for e in events["items"])
+    assert raised["request_id"] == "req-traced-1"
+    assert (raised["correlation_id"], raised["causation_id"]) == ("conv-42", "mail:7")
+    # without them the request is its own correlation, and a malformed id is dropped
+    assert posted["correlation_id"] == posted["request_id"]
+    assert posted.get("causation_id") is None

@@ -348,10 +348,47 @@ async def test_categories_list_and_admin_only_create(client: httpx.AsyncClient, 
     assert ok.headers["location"] == f"/v1/categories/{ok.json()['id']}"
     dup = await client.post("/v1/categories", json={"name": name}, headers=auth("adm", "admin"))
     assert dup.status_code == 422
+    # names are unique whatever their case (helpdesk_v1 looks types up case-insensitively)
+    cased = await client.post(
+        "/v1/categories", json={"name": name.upper()}, headers=auth("adm", "admin")
+    )
+    assert cased.status_code == 422 and name in problem(cased)["detail"]
     got = await client.get(ok.headers["location"], headers=auth("x", "customer"))
     assert got.json()["name"] == name
     t = await raise_ticket(client, auth(cust(), "customer"), category_id=ok.json()["id"])
     assert t["category_id"] == ok.json()["id"]
+
+
+async def test_creating_a_category_or_uploading_a_file_honours_idempotency_keys(
+    client: httpx.AsyncClient, auth: Auth, api_pool: asyncpg.Pool
+) -> None:
+    admin = {**auth("adm-idem", "admin"), "Idempotency-Key": uuid.uuid4().hex}
+    body = {"name": "Idem " + uuid.uuid4().hex[:6], "description": "once"}
+    first = await client.post("/v1/categories", json=body, headers=admin)
+    assert first.status_code == 201, first.text
+    again = await client.post("/v1/categories", json=body, headers=admin)
+    assert again.status_code == 201 and again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    named = await api_pool.fetchval("SELECT count(*) FROM categories WHERE name = $1", body["name"])
+    assert named == 1
+    other = await client.post("/v1/categories", json={**body, "name": "Other"}, headers=admin)
+    assert other.status_code == 422 and problem(other)["code"] == "idempotency_key_reused"
+
+    uploader = cust()
+    me = {**auth(uploader, "customer"), "Idempotency-Key": uuid.uuid4().hex}
+    file = {"file": ("once.txt", b"upload me once", "text/plain")}
+    up1 = await client.post("/v1/attachments", files=file, headers=me)
+    up2 = await client.post("/v1/attachments", files=file, headers=me)  # another boundary
+    assert up1.status_code == up2.status_code == 201, up2.text
+    assert up1.json() == up2.json()
+    stored = await api_pool.fetchval(
+        "SELECT count(*) FROM attachments WHERE uploader_id = $1", uploader
+    )
+    assert stored == 1  # the repeat stored nothing
+    changed = await client.post(
+        "/v1/attachments", files={"file": ("once.txt", b"other bytes", "text/plain")}, headers=me
+    )
+    assert changed.status_code == 422 and problem(changed)["code"] == "idempotency_key_reused"
 
 
 async def test_attachments_upload_download_and_authorization(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -400,3 +403,22 @@ async def test_feed_filters_by_type_and_recorded_time(fresh_pool: asyncpg.Pool) 
     assert first.metadata["actor"]["id"] == CUSTOMER.id
     with pytest.raises(InvalidInput):
         await audit.feed(fresh_pool, after=10**12)
+
+
+async def test_export_into_a_pipe_that_closes_early_ends_quietly(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    await healthy_db(fresh_pool, 200)  # 2,000 lines: far more than a pipe buffers
+    env = {**os.environ, "TICKETING_DATABASE_URL": fresh_dsn}
+    cli = Path(sys.executable).with_name("ticketing")
+    proc = await asyncio.create_subprocess_shell(
+        f"'{cli}' audit export | head -1; echo rc=${{PIPESTATUS[0]}}",
+        env=env,
+        executable="/bin/bash",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    first, status = out.decode().splitlines()
+    assert json.loads(first)["version"] == 1
+    assert status == "rc=0" and b"Traceback" not in err, err.decode()
