@@ -28,7 +28,7 @@ from domain.events import Actor
 from domain.text import clean_text
 from services import idempotency as idempotency_store
 from services.api.deps import Idempotency, consistent, idempotency_of, pool_of
-from services.api.native import _COMMON, READ_ERRORS, _problem
+from services.api.native import _COMMON, READ_ERRORS, _problem, problem_documented
 from services.idempotency import KeyTaken
 from services.settings import Settings
 
@@ -179,7 +179,11 @@ def router_for(settings: Settings) -> Router:
         out = await _store(request, pool, data.file, _user(request), limit)
         return Response(out, status_code=201, headers={"Location": f"/v1/attachments/{out.id}"})
 
-    return Router(path="/v1/attachments", route_handlers=[upload, download], tags=["attachments"])
+    return Router(
+        path="/v1/attachments",
+        route_handlers=problem_documented([upload, download]),
+        tags=["attachments"],
+    )
 
 
 async def attachment_names(pool: asyncpg.Pool, ids: Sequence[str]) -> dict[str, str]:

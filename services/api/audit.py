@@ -22,7 +22,14 @@ from services import audit
 from services.api.auth import allow
 from services.api.deps import commands_of, pool_of
 from services.api.errors import Denied, Unauthenticated
-from services.api.native import READ_ERRORS, TICKET_READ_ERRORS, TicketOut, etag, ticket_out
+from services.api.native import (
+    READ_ERRORS,
+    TICKET_READ_ERRORS,
+    TicketOut,
+    etag,
+    problem_documented,
+    ticket_out,
+)
 
 AUDIT_ROLES = ("auditor", "admin")
 MAX_ID = 2**63 - 1  # ids and positions are bigint: a larger one is bad input, not a 500
@@ -162,7 +169,7 @@ async def ticket_state(
 
 router = Router(
     path="/v1/audit",
-    route_handlers=[audit_feed, ticket_events, ticket_state],
+    route_handlers=problem_documented([audit_feed, ticket_events, ticket_state]),
     guards=[auditors_only],
     opt=allow(*AUDIT_ROLES),
     tags=["audit"],

@@ -302,3 +302,48 @@ async def test_the_openapi_document_lists_every_dialect_route(client: httpx.Asyn
             op = paths[path][method]
             assert op.get("summary"), (path, method)
             assert op.get("tags"), (path, method)
+
+
+ERROR_SCHEMAS = {
+    "/api/tickets/message": "tickets_message_ErrorBody",
+    "/api/tickets/{id}/customer_response": "customer_response_ErrorBody",
+    "/support/": "support_ErrorEnvelope",
+    "/api/v1/": "ErrorReply",
+    "/backend/": "backend_ErrorEnvelope",
+}
+
+
+async def test_the_openapi_document_gives_each_dialects_error_envelope_and_bodies(
+    client: httpx.AsyncClient,
+) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    for path, methods in DIALECT_ROUTES.items():
+        [name] = [n for prefix, n in ERROR_SCHEMAS.items() if path.startswith(prefix)]
+        for method in methods:
+            op = paths[path][method]
+            errors = {code: r for code, r in op["responses"].items() if code.startswith("4")}
+            assert {"400", "401", "403", "404", "429"} <= set(errors), (path, method)
+            for code, response in errors.items():
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref == f"#/components/schemas/{name}", (path, method, code, ref)
+            # a route that reads JSON or form data itself documents both
+            if path.startswith(("/api/v1/", "/api/tickets/{id}")) and method == "post":
+                content = op["requestBody"]["content"]
+                assert {"application/json", "application/x-www-form-urlencoded"} <= set(content)
+            if method == "get":
+                assert "requestBody" not in op, (path, method)
+    assert set(schemas["support_ErrorEnvelope"]["properties"]) == {
+        "success",
+        "statusCode",
+        "data",
+        "error",
+    }
+    assert set(schemas["ErrorReply"]["properties"]) == {"status", "errorCode", "message"}
+    reopen = paths["/api/v1/reopen_ticket"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(reopen["schema"]["required"]) == {"ticketId", "userId", "comments"}
+    # native routes answer bad input 422 problem+json, never the framework's 400
+    for path, item in paths.items():
+        if path.startswith("/v1/"):
+            for method, op in item.items():
+                assert "400" not in op["responses"], (path, method)

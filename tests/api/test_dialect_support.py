@@ -230,6 +230,12 @@ async def test_seed_categories(client: httpx.AsyncClient, auth: Auth) -> None:
         "name": "Payment Issues",
         "description": "Help with payment problems",
     } in cats
+    bare = f"Bare {uuid.uuid4().hex[:6]}"
+    made = await client.post("/v1/categories", json={"name": bare}, headers=auth("a", "admin"))
+    assert made.status_code == 201, made.text
+    cats = data_of(await client.get("/support/categories", headers=customer(auth)[1]))
+    [mine] = [c for c in cats if c["name"] == bare]
+    assert mine["description"] == ""  # a string, as the seed shows, never null
 
 
 @pytest.mark.parametrize(

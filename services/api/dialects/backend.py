@@ -34,6 +34,7 @@ from services.api.dialects._common import (
     renamed,
     wait_fresh,
 )
+from services.api.dialects._openapi import document
 from services.api.errors import register_renderer
 from services.categories import Category, list_categories
 
@@ -47,6 +48,14 @@ class Envelope(msgspec.Struct):
     status: int
     message: str
     data: Any
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """The error answer, as documented (render_error builds it as an Envelope)."""
+
+    status: int  # 0
+    message: str
+    data: None
 
 
 def ok(message: str, data: Any) -> Envelope:
@@ -534,6 +543,8 @@ register_renderer(DIALECT, _matches, render_error)
 
 router = Router(
     path="/",
-    route_handlers=[list_tickets, ticket_logs, get_ticket, add_message, update_status],
+    route_handlers=document(
+        [list_tickets, ticket_logs, get_ticket, add_message, update_status], ErrorEnvelope
+    ),
     tags=["backend (seed 004)"],
 )

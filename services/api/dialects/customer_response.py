@@ -26,6 +26,7 @@ from services.api.dialects._common import (
     read_fields,
     text_field,
 )
+from services.api.dialects._openapi import Field, document
 from services.api.errors import register_renderer
 
 DIALECT = "customer_response"
@@ -88,4 +89,14 @@ def _matches(path: str) -> bool:
 
 register_renderer(DIALECT, _matches, render_error)
 
-router = Router(path="/", route_handlers=[customer_response], tags=["customer_response (seed 001)"])
+BODY = [
+    Field("body", "string", True, "Treść odpowiedzi: the reply (HTML is sanitised)"),
+    Field("body_type", "string", False, "Typ odpowiedzi: HTML (default) or PLAIN"),
+    Field("date", "string", False, "Data odpowiedzi: 'YYYY-MM-DD HH:MM', local time"),
+]
+
+router = Router(
+    path="/",
+    route_handlers=document([customer_response], ErrorBody, {"customer_response": BODY}),
+    tags=["customer_response (seed 001)"],
+)

@@ -35,6 +35,7 @@ from services.api.dialects._common import (
     text_field,
     wait_fresh,
 )
+from services.api.dialects._openapi import Field, document
 from services.api.errors import register_renderer
 from services.categories import find_by_name, list_categories
 
@@ -510,17 +511,67 @@ def _matches(path: str) -> bool:
 
 register_renderer(DIALECT, _matches, render_error)
 
+
+class ErrorReply(msgspec.Struct):
+    """The error answer, as documented (render_error builds it as a Reply)."""
+
+    status: str  # "error"
+    errorCode: int
+    message: str
+
+
+_TICKET_ID = Field("ticketId", "integer", True, "Id of the ticket")
+_USER_ID = Field("userId", "integer", True, "Id of the user (the caller's own, for customers)")
+# The bodies of the routes that read JSON or form data themselves (seed 003's inputs).
+BODIES: dict[str, list[Field]] = {
+    "raise_ticket": [
+        Field("type", "string", True, "Name of the ticket type (a category name)"),
+        Field("subject", "string", True, "The ticket subject"),
+        Field("priority", "string", False, "low, medium (default), high or urgent"),
+        Field("userId", "integer", True, "The requester (agents may raise for a customer)"),
+        Field("comments", "string", True, "The issue"),
+        Field("closeTicketImmediately", "string", False, "'true' or 'false'"),
+        Field("resolutionType", "string", False, "Required when closing immediately"),
+        Field("resolutionSubject", "string", False, "Required when closing immediately"),
+    ],
+    "get_tickets": [
+        Field("fromDate", "string", False, "Created at or after: 'dd-mm-yyyy H:m', local"),
+        Field("toDate", "string", False, "Created before: 'dd-mm-yyyy H:m', local"),
+        Field("limit", "integer", False, "Page size, 1-100 (default 100); not in the seed"),
+        Field("offset", "integer", False, "Tickets to skip, newest first; not in the seed"),
+    ],
+    "send_message": [
+        _TICKET_ID,
+        Field("ticketMessage", "string", True, "The message"),
+        Field("sender", "string", False, "admin or user (default: the caller's side)"),
+        Field("sender_name", "string", False, "Shown name (the token's name is recorded)"),
+        Field("showToUser", "string", False, "'true' (default) or 'false' (internal note)"),
+    ],
+    "close_ticket": [
+        Field("resolution", "string", False, "How it was resolved (or comments)"),
+        Field("resolutionType", "string", False, "Resolution type"),
+        Field("resolutionSubject", "string", False, "Resolution subject"),
+    ],
+    "assign_ticket": [_TICKET_ID, Field("admin", "string", True, "The agent to assign")],
+    "reopen_ticket": [_TICKET_ID, _USER_ID, Field("comments", "string", True, "The reason")],
+    "ticket_rating": [_TICKET_ID, _USER_ID, Field("ratingValue", "integer", True, "1 to 5")],
+}
+
 router = Router(
     path="/",
-    route_handlers=[
-        raise_ticket,
-        get_tickets,
-        send_message,
-        get_ticket_details,
-        close_ticket,
-        assign_ticket,
-        reopen_ticket,
-        ticket_rating,
-    ],
+    route_handlers=document(
+        [
+            raise_ticket,
+            get_tickets,
+            send_message,
+            get_ticket_details,
+            close_ticket,
+            assign_ticket,
+            reopen_ticket,
+            ticket_rating,
+        ],
+        ErrorReply,
+        BODIES,
+    ),
     tags=["helpdesk_v1 (seed 003)"],
 )

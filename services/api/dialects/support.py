@@ -29,6 +29,7 @@ from services.api.dialects._common import (
     renamed,
     wait_fresh,
 )
+from services.api.dialects._openapi import document
 from services.api.errors import register_renderer
 from services.categories import list_categories
 
@@ -92,6 +93,15 @@ class Envelope(msgspec.Struct):
 class ErrorInfo(msgspec.Struct):
     code: int
     message: str
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """The error answer, as documented (render_error builds it as an Envelope)."""
+
+    success: bool
+    statusCode: int
+    data: None
+    error: ErrorInfo
 
 
 def ok(data: Any) -> Envelope:
@@ -171,7 +181,7 @@ class TicketClosed(msgspec.Struct):
 class CategoryOut(msgspec.Struct):
     categoryId: str
     name: str
-    description: str | None
+    description: str  # "" for a category created without one: the seed shows a string
 
 
 def _message(m: Message) -> MessageOut:
@@ -383,7 +393,7 @@ async def categories(request: Request[Any, Any, Any]) -> Envelope:
     pool = pool_of(request)
     return ok(
         [
-            CategoryOut(categoryId=f"category_{c.id}", name=c.name, description=c.description)
+            CategoryOut(categoryId=f"category_{c.id}", name=c.name, description=c.description or "")
             for c in await list_categories(pool)
         ]
     )
@@ -409,6 +419,9 @@ register_renderer(DIALECT, _matches, render_error)
 
 router = Router(
     path="/",
-    route_handlers=[create_ticket, list_tickets, get_ticket, add_message, close_ticket, categories],
+    route_handlers=document(
+        [create_ticket, list_tickets, get_ticket, add_message, close_ticket, categories],
+        ErrorEnvelope,
+    ),
     tags=["support (seed 002)"],
 )

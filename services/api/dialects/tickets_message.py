@@ -17,6 +17,7 @@ from services.api.dialects._common import (
     posted_message,
     renamed,
 )
+from services.api.dialects._openapi import document
 from services.api.errors import register_renderer
 
 DIALECT = "tickets_message"
@@ -85,4 +86,8 @@ def _matches(path: str) -> bool:
 
 register_renderer(DIALECT, _matches, render_error)
 
-router = Router(path="/", route_handlers=[add_message], tags=["tickets_message (seed 000)"])
+router = Router(
+    path="/",
+    route_handlers=document([add_message], ErrorBody),
+    tags=["tickets_message (seed 000)"],
+)
