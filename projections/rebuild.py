@@ -6,9 +6,10 @@ Live tables: the read models that queries and the runner use are the tables name
 (running every ``projections/migrations/*.sql`` file with ``search_path`` set to it),
 replays the whole log into them in bulk (fold in Python, COPY; the database computes the
 search vectors and the term index's rows from them), catches them up, and
-then, in one transaction holding the runner's lock, applies the last events and swaps
-the tables: the live ones move out to a schema that is dropped, the new ones move into
-``public``. Queries name tables unqualified, so they keep being served throughout (a
+then, in one transaction holding the runner's lock, takes every live and new table at
+once (``_lock_for_swap``: never holding one while waiting for another, so it cannot
+deadlock with a query), applies the last events and swaps the tables: the live ones move
+out to a schema that is dropped, the new ones move into ``public``. Queries name tables unqualified, so they keep being served throughout (a
 reader blocks only for the instant of the swap); the runner resumes from the new
 tables' own checkpoint.
 

@@ -416,6 +416,27 @@ ListStatus = Literal[
 ]
 
 
+LIST_FILTERS = (
+    "status",
+    "priority",
+    "assignee",
+    "requester",
+    "category",
+    "q",
+    "created_from",
+    "created_to",
+    "cursor",
+    "limit",
+)
+
+
+def _one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
+    """``?status=open&status=closed`` would silently list by its last value: refuse it."""
+    for name in names:
+        if len(request.query_params.getall(name, [])) > 1:
+            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
+
+
 @get("/tickets", summary="List and search tickets", responses=READ_ERRORS)
 async def list_tickets(
     request: Request[Any, Any, Any],
@@ -435,6 +456,7 @@ async def list_tickets(
     from projections import queries
 
     actor = _user(request)
+    _one_value_each(request, LIST_FILTERS)
     if actor.role == "customer":
         if requester is not None and requester != actor.id:
             raise Forbidden("customers may list only their own tickets")

@@ -315,6 +315,8 @@ async def test_list_filters_and_keyset_pagination(client: httpx.AsyncClient, aut
     assert seen == ids[::-1]
     # limits and bad input
     assert (await client.get("/v1/tickets", params={"limit": 101}, headers=h)).status_code == 422
+    twice = await client.get("/v1/tickets?status=open&status=in_progress", headers=h)
+    assert twice.status_code == 422 and "status is given more than once" in problem(twice)["detail"]
     assert (
         await client.get("/v1/tickets", params={"status": "weird"}, headers=h)
     ).status_code == 422
