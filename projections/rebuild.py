@@ -9,9 +9,9 @@ search vectors and the term index's rows from them), catches them up, and
 then, in one transaction holding the runner's lock, takes every live and new table at
 once (``_lock_for_swap``: never holding one while waiting for another, so it cannot
 deadlock with a query), applies the last events and swaps the tables: the live ones move
-out to a schema that is dropped, the new ones move into ``public``. Queries name tables unqualified, so they keep being served throughout (a
-reader blocks only for the instant of the swap); the runner resumes from the new
-tables' own checkpoint.
+out to a schema that is dropped, the new ones move into ``public``. Queries name tables
+unqualified, so they keep being served throughout (a reader blocks only for the instant
+of the swap); the runner resumes from the new tables' own checkpoint.
 
 ``build_into_schema`` runs the same replay into a schema of the caller's choosing and
 stops there (``ticketing audit verify`` compares it with the live tables).
