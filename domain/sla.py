@@ -20,12 +20,20 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 
 
+# A target of ten years is already no target; a much longer one would overflow the due
+# time's date arithmetic and break every command and read model that computes it.
+MAX_TARGET_S = 3650 * 86400
+
+
 def parse_duration(text: str) -> int:
     """'90m' -> 5400 seconds; raises ValueError naming the bad text."""
     m = _DURATION.match(text)
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"bad duration {text!r}: expected a positive number with s, m, h or d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_TARGET_S:
+        raise ValueError(f"bad duration {text!r}: at most 3650d")
+    return seconds
 
 
 def parse_targets(spec: str) -> dict[Priority, SlaTargets]:
@@ -79,6 +87,11 @@ class SlaClock(msgspec.Struct, frozen=True):
     stopped_at: datetime | None = None  # resolved or closed: the resolution clock stops
     breached_first_response: bool = False
     breached_resolution: bool = False
+    # A due time that passed unmet while the clock ran, noted when the clock stopped
+    # running (the target was met late, the ticket put on hold, resolved or retargeted)
+    # before a sweep recorded the breach: still a breach, to be recorded.
+    first_response_missed: datetime | None = None
+    resolution_missed: datetime | None = None
 
     @property
     def first_response_due_at(self) -> datetime:
@@ -98,10 +111,37 @@ def start(targets: SlaTargets, at: datetime) -> SlaClock:
     return SlaClock(targets=targets, raised_at=at, resolution_started_at=at)
 
 
+def _running(clock: SlaClock) -> bool:
+    return clock.paused_since is None and clock.stopped_at is None
+
+
+def note_missed(clock: SlaClock, at: datetime) -> SlaClock:
+    """Note each running target whose due time passed unmet before ``at``: called before
+    a change that ends the sweep's chance to see it (met late, paused, stopped,
+    retargeted)."""
+    if not _running(clock):
+        return clock
+    changes: dict[str, datetime] = {}
+    if (
+        clock.first_response_at is None
+        and not clock.breached_first_response
+        and clock.first_response_missed is None
+        and clock.first_response_due_at < at
+    ):
+        changes["first_response_missed"] = clock.first_response_due_at
+    if (
+        not clock.breached_resolution
+        and clock.resolution_missed is None
+        and clock.resolution_due_at < at
+    ):
+        changes["resolution_missed"] = clock.resolution_due_at
+    return msgspec.structs.replace(clock, **changes) if changes else clock
+
+
 def pause(clock: SlaClock, at: datetime) -> SlaClock:
     if clock.paused_since is not None:
         return clock
-    return msgspec.structs.replace(clock, paused_since=at)
+    return msgspec.structs.replace(note_missed(clock, at), paused_since=at)
 
 
 def resume(clock: SlaClock, at: datetime) -> SlaClock:
@@ -112,44 +152,67 @@ def resume(clock: SlaClock, at: datetime) -> SlaClock:
 
 
 def stop(clock: SlaClock, at: datetime) -> SlaClock:
-    return msgspec.structs.replace(resume(clock, at), stopped_at=at)
+    if clock.stopped_at is not None:
+        return clock
+    return msgspec.structs.replace(note_missed(resume(clock, at), at), stopped_at=at)
 
 
 def restart_resolution(clock: SlaClock, at: datetime) -> SlaClock:
-    """A reopened ticket gets a fresh resolution target from the moment it reopens."""
+    """A reopened ticket gets a fresh resolution target from the moment it reopens; the
+    time it spent resolved or closed does not count against its first response either."""
     clock = resume(clock, at)
+    resolved_s = 0.0 if clock.stopped_at is None else (at - clock.stopped_at).total_seconds()
+    paused_s = clock.paused_s + max(0.0, resolved_s)
     return msgspec.structs.replace(
         clock,
         resolution_started_at=at,
-        paused_before_resolution_s=clock.paused_s,
+        paused_s=paused_s,
+        paused_before_resolution_s=paused_s,
         stopped_at=None,
         breached_resolution=False,
     )
 
 
-def retarget(clock: SlaClock, targets: SlaTargets) -> SlaClock:
-    """A priority change keeps the clocks' starts and swaps the targets."""
-    return msgspec.structs.replace(clock, targets=targets)
+def retarget(clock: SlaClock, targets: SlaTargets, at: datetime) -> SlaClock:
+    """A priority change keeps the clocks' starts and swaps the targets (a due time the
+    old target had already passed stays a breach)."""
+    return msgspec.structs.replace(note_missed(clock, at), targets=targets)
 
 
 def meet_first_response(clock: SlaClock, at: datetime) -> SlaClock:
     if clock.first_response_at is not None:
         return clock
-    return msgspec.structs.replace(clock, first_response_at=at)
+    return msgspec.structs.replace(note_missed(clock, at), first_response_at=at)
+
+
+def record_breach(clock: SlaClock, target: str, due_at: datetime) -> SlaClock:
+    """``SlaBreached(target, due_at)``: a noted miss is recorded, else the running one."""
+    if target == "first_response":
+        return msgspec.structs.replace(
+            clock, breached_first_response=True, first_response_missed=None
+        )
+    if due_at == clock.resolution_missed and due_at < clock.resolution_started_at:
+        # the miss of a resolution period before a reopen: the current one keeps its flag
+        return msgspec.structs.replace(clock, resolution_missed=None)
+    missed = None if due_at == clock.resolution_missed else clock.resolution_missed
+    return msgspec.structs.replace(clock, breached_resolution=True, resolution_missed=missed)
 
 
 def breach_due(clock: SlaClock, target: str, now: datetime) -> datetime | None:
-    """The due time of ``target`` if it has passed unmet at ``now`` and is not yet recorded."""
-    if clock.paused_since is not None:
-        return None
+    """The due time of ``target`` if it has passed unmet at ``now`` and is not yet recorded:
+    a noted miss first, else the running clock's."""
     if target == "first_response":
-        if clock.first_response_at is not None or clock.breached_first_response:
+        if clock.first_response_missed is not None:
+            return clock.first_response_missed
+        if not _running(clock) or clock.first_response_at is not None:
             return None
-        if clock.stopped_at is not None:
+        if clock.breached_first_response:
             return None
         due = clock.first_response_due_at
     else:
-        if clock.stopped_at is not None or clock.breached_resolution:
+        if clock.resolution_missed is not None:
+            return clock.resolution_missed
+        if not _running(clock) or clock.breached_resolution:
             return None
         due = clock.resolution_due_at
     return due if due <= now else None

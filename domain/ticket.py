@@ -353,8 +353,7 @@ def _rate(state: Ticket, c: RateTicket) -> list[Event]:
 def _sla_breach(state: Ticket, c: RecordSlaBreach) -> list[Event]:
     if c.actor.role != "system":
         raise Forbidden("only the system records SLA breaches")
-    if not is_unresolved(state.status):
-        return []
+    # a resolved or closed ticket may still owe the record of a target it missed
     due = sla.breach_due(state.sla, c.target, c.now)
     if due is None:
         return []
@@ -424,7 +423,7 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
             return r(
                 state,
                 priority=event.priority,
-                sla=sla.retarget(state.sla, event.sla),
+                sla=sla.retarget(state.sla, event.sla, at),
                 updated_at=at_latest,
                 version=nxt,
             )
@@ -460,12 +459,8 @@ def evolve(state: Ticket | None, event: Event, at: datetime) -> Ticket | None:
                 version=nxt,
             )
         case SlaBreached():
-            flag = (
-                {"breached_first_response": True}
-                if event.target == "first_response"
-                else {"breached_resolution": True}
-            )
-            return r(state, sla=r(state.sla, **flag), version=nxt)
+            clock = sla.record_breach(state.sla, event.target, event.due_at)
+            return r(state, sla=clock, version=nxt)
         case _:
             assert_never(event)
 

@@ -198,6 +198,7 @@ SUMMARY_COLUMNS = (
     "resolution_subject",
     "reopened_count",
     "last_position",
+    "sla_missed_due",
     "state",
 )
 
@@ -237,8 +238,16 @@ def summary_record(f: Folded) -> tuple[Any, ...]:
         t.resolution_subject,
         t.reopened_count,
         f.last_position,
+        _earliest(clock.first_response_missed, clock.resolution_missed),
         encode_state(t),
     )
+
+
+def _earliest(*times: datetime | None) -> datetime | None:
+    """The earliest due time a target passed unmet and no sweep recorded (the SLA
+    sweep's work list of late-met targets), or None."""
+    found = [t for t in times if t is not None]
+    return min(found) if found else None
 
 
 def count_keys(f: Folded | None) -> tuple[tuple[int, str] | None, tuple[str, str] | None]:

@@ -79,6 +79,7 @@ SUMMARY_TYPES = {
     "resolution_subject": "text",
     "reopened_count": "int",
     "last_position": "bigint",
+    "sla_missed_due": "timestamptz",
     "state": "bytea",
 }
 

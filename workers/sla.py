@@ -15,7 +15,9 @@ import asyncio
 import hashlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -57,6 +59,18 @@ _CANDIDATES: dict[SlaTarget, str] = {
         LIMIT $4
     """,
 }
+
+# Targets missed between two sweeps (met late, or the ticket paused, resolved, closed or
+# retargeted past its due time): both targets of each are re-decided.
+_MISSED = """
+    SELECT id, sla_missed_due AS due FROM ticket_summaries
+    WHERE sla_missed_due IS NOT NULL
+      AND sla_missed_due <= $1
+      AND sla_missed_due >= $2
+      AND (sla_missed_due, id) > ($2, $3)
+    ORDER BY sla_missed_due, id
+    LIMIT $4
+"""
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 DEFAULT_CONCURRENCY = 8
@@ -102,7 +116,7 @@ async def sweep_once(
     gate = asyncio.Semaphore(max(1, concurrency))
     recorded = 0
 
-    async def one(ticket_id: int, target: SlaTarget) -> int:
+    async def one(ticket_id: int, *, target: SlaTarget) -> int:
         async with gate:
             try:
                 result = await commands.record_sla_breach(ctx, ticket_id, target=target)
@@ -117,19 +131,37 @@ async def sweep_once(
             log.info("sla breached: ticket %s %s", ticket_id, target)
         return len(result.events)
 
-    # First-response before resolution: one ticket's two breaches then do not race
-    # each other for the same stream version.
+    async def both(ticket_id: int) -> int:
+        # in order: one ticket's two breaches must not race for one stream version
+        first = await one(ticket_id, target="first_response")
+        return first + await one(ticket_id, target="resolution")
+
+    # Missed ones first (their due times are the oldest), then first-response before
+    # resolution: one ticket's two breaches then do not race for one stream version,
+    # and they are recorded in the order they happened.
+    recorded += await _pages(pool, _MISSED, now, batch, both)
     for target in ("first_response", "resolution"):
-        after_due, after_id = EPOCH, 0
-        while True:
-            rows = await pool.fetch(_CANDIDATES[target], now, after_due, after_id, batch)
-            if rows:
-                done = await asyncio.gather(*(one(r["id"], target) for r in rows))
-                recorded += sum(done)
-            if len(rows) < batch:
-                break
-            after_due, after_id = rows[-1]["due"], rows[-1]["id"]
+        recorded += await _pages(pool, _CANDIDATES[target], now, batch, partial(one, target=target))
     return recorded
+
+
+async def _pages(
+    pool: asyncpg.Pool,
+    sql: str,
+    now: datetime,
+    batch: int,
+    each: Callable[[int], Awaitable[int]],
+) -> int:
+    """Run ``each`` on every candidate of ``sql``, a page at a time (keyset on due, id)."""
+    recorded = 0
+    after_due, after_id = EPOCH, 0
+    while True:
+        rows = await pool.fetch(sql, now, after_due, after_id, batch)
+        if rows:
+            recorded += sum(await asyncio.gather(*(each(r["id"]) for r in rows)))
+        if len(rows) < batch:
+            return recorded
+        after_due, after_id = rows[-1]["due"], rows[-1]["id"]
 
 
 async def sla_sweep(ctx: dict[str, Any]) -> int:

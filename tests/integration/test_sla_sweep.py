@@ -305,6 +305,52 @@ async def test_a_reopened_ticket_breaches_its_fresh_resolution_target_once(
     ]
 
 
+async def test_targets_missed_between_two_sweeps_are_recorded_by_the_next_one(
+    fresh_pool: asyncpg.Pool,
+) -> None:
+    # Each ticket passes a due time unmet, then something ends the sweep's view of it
+    # before the next sweep: a late first answer, a late resolution or close, a hold.
+    clock = FakeClock(T0)
+    c1, c2 = services(fresh_pool, clock)
+    answered, resolved, closed, held = [await raise_ticket(c1) for _ in range(4)]
+    clock.set(2.5)  # past the 2 s first response target of every one
+    await c1.post_message(Context(actor=AGENT), answered, body="Sorry for the wait")
+    await c1.change_status(Context(actor=AGENT), held, status="on_hold")
+    clock.set(4.5)  # past the 4 s resolution target
+    await c1.change_status(Context(actor=AGENT), resolved, status="resolved")
+    await c1.close(Context(actor=AGENT), closed)
+    await settle(fresh_pool)
+    rows = await fresh_pool.fetch(
+        "SELECT id, sla_missed_due FROM ticket_summaries WHERE id = ANY($1::bigint[])",
+        [answered, resolved, closed, held],
+    )
+    assert all(r["sla_missed_due"] == T0 + timedelta(seconds=2) for r in rows), rows
+    recorded = await sweep_concurrently(fresh_pool, [c1, c2], clock.now)
+    await settle(fresh_pool)
+    first, resolution = T0 + timedelta(seconds=2), T0 + timedelta(seconds=4)
+    assert [(b.target, b.due_at) for b in await breaches_of(c1, answered)] == [
+        ("first_response", first),
+        ("resolution", resolution),  # still unresolved: the running clock's breach
+    ]
+    for tid in (resolved, closed):
+        assert [(b.target, b.due_at) for b in await breaches_of(c1, tid)] == [
+            ("first_response", first),
+            ("resolution", resolution),
+        ]
+    assert [(b.target, b.due_at) for b in await breaches_of(c1, held)] == [
+        ("first_response", first)  # the resolution clock stopped at 2.5 s, before its due
+    ]
+    assert recorded == 2 + 2 + 2 + 1
+    # recorded once: the work list empties and later sweeps add nothing
+    assert (
+        await fresh_pool.fetchval(
+            "SELECT count(*) FROM ticket_summaries WHERE sla_missed_due IS NOT NULL"
+        )
+        == 0
+    )
+    assert await sweep_concurrently(fresh_pool, [c1, c2], clock.set(500)) == 0
+
+
 # --- queries ------------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ticket_spec import AGENT, CUSTOMER, POLICY, SYSTEM, T0, message, raised, status
+from ticket_spec import AGENT, CUSTOMER, POLICY, SYSTEM, T0, closed, message, raised, status
 
 from domain import sla
 from domain.commands import RecordSlaBreach
@@ -143,6 +143,98 @@ def test_breach_flags_survive_in_the_folded_state() -> None:
     t = fold_at((raised(), T0), (SlaBreached(target="first_response", due_at=T0 + 12 * H), T0))
     assert t.sla.breached_first_response and not t.sla.breached_resolution
     assert t.version == 2
+
+
+# --- targets missed between two sweeps ---------------------------------------------------
+# A sweep runs every few seconds; a target that passes unmet and is then met late (or the
+# ticket paused, resolved, closed or retargeted) before the next sweep is still a breach.
+
+
+def breach(t: Ticket, target: str, now: datetime) -> list[Event]:
+    return list(decide(t, RecordSlaBreach(actor=SYSTEM, now=now, target=target)))  # type: ignore[arg-type]
+
+
+def test_a_first_response_met_late_is_still_recorded_as_a_breach_once() -> None:
+    t = fold_at((raised(), T0), (message(AGENT, message_id=1), T0 + 13 * H))
+    assert t.sla.first_response_at == T0 + 13 * H
+    [event] = breach(t, "first_response", T0 + 13 * H)
+    assert event == SlaBreached(target="first_response", due_at=T0 + 12 * H)
+    after = fold_at(
+        (raised(), T0), (message(AGENT, message_id=1), T0 + 13 * H), (event, T0 + 14 * H)
+    )
+    assert breach(after, "first_response", T0 + 100 * H) == []
+
+
+def test_a_first_response_met_in_time_is_no_breach() -> None:
+    t = fold_at((raised(), T0), (message(AGENT, message_id=1), T0 + 11 * H))
+    assert breach(t, "first_response", T0 + 100 * H) == []
+
+
+@pytest.mark.parametrize("final", ["resolved", "closed"])
+def test_a_ticket_resolved_or_closed_late_still_owes_its_breaches(final: str) -> None:
+    end = status("resolved", "open") if final == "resolved" else closed()
+    t = fold_at((raised(), T0), (end, T0 + 73 * H))
+    assert breach(t, "resolution", T0 + 74 * H) == [
+        SlaBreached(target="resolution", due_at=T0 + 72 * H)
+    ]
+    assert breach(t, "first_response", T0 + 74 * H) == [
+        SlaBreached(target="first_response", due_at=T0 + 12 * H)
+    ]
+
+
+def test_a_ticket_resolved_in_time_owes_nothing() -> None:
+    t = fold_at(
+        (raised(), T0), (message(AGENT), T0 + 1 * H), (status("resolved", "open"), T0 + 2 * H)
+    )
+    assert breach(t, "resolution", T0 + 1000 * H) == []
+    assert breach(t, "first_response", T0 + 1000 * H) == []
+
+
+def test_a_hold_that_starts_after_the_due_time_does_not_hide_the_breach() -> None:
+    t = fold_at((raised(), T0), (status("on_hold", "open"), T0 + 12.5 * H))
+    assert breach(t, "first_response", T0 + 13 * H) == [
+        SlaBreached(target="first_response", due_at=T0 + 12 * H)
+    ]
+    assert breach(t, "resolution", T0 + 13 * H) == []  # not due yet, and now paused
+
+
+def test_a_priority_change_after_the_due_time_keeps_the_breach() -> None:
+    low = POLICY["low"]  # 24h / 168h: the new due times lie ahead
+    t = fold_at(
+        (raised(), T0),
+        (PriorityChanged(priority="low", previous="medium", sla=low), T0 + 12.5 * H),
+    )
+    assert t.sla.first_response_due_at == T0 + 24 * H
+    assert breach(t, "first_response", T0 + 13 * H) == [
+        SlaBreached(target="first_response", due_at=T0 + 12 * H)
+    ]
+
+
+def test_time_spent_resolved_does_not_count_against_the_first_response() -> None:
+    t = fold_at(
+        (raised(), T0),
+        (status("resolved", "open"), T0 + 1 * H),
+        (TicketReopened(reason="not fixed", previous="resolved"), T0 + 50 * H),
+    )
+    assert t.sla.first_response_due_at == T0 + (12 + 49) * H
+    assert breach(t, "first_response", T0 + 50 * H) == []
+
+
+def test_a_missed_resolution_is_recorded_after_a_reopen_and_the_new_period_can_breach() -> None:
+    steps: list[tuple[Event, datetime]] = [
+        (raised(), T0),
+        (message(AGENT), T0 + 1 * H),
+        (status("resolved", "open"), T0 + 73 * H),  # 1 h late, before any sweep
+        (TicketReopened(reason="again", previous="resolved"), T0 + 74 * H),
+    ]
+    t = fold_at(*steps)
+    [old] = breach(t, "resolution", T0 + 75 * H)
+    assert old == SlaBreached(target="resolution", due_at=T0 + 72 * H)
+    t = fold_at(*steps, (old, T0 + 75 * H))
+    assert breach(t, "resolution", T0 + 100 * H) == []  # the new period runs to 146 h
+    assert breach(t, "resolution", T0 + 146 * H) == [
+        SlaBreached(target="resolution", due_at=T0 + 146 * H)
+    ]
 
 
 # --- targets from settings ------------------------------------------------------------
