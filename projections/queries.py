@@ -147,8 +147,11 @@ def _where(
         elif s == "overdue":
             clauses.append(f"{unresolved} AND NOT sla_paused AND resolution_due_at < {arg(now)}")
         elif s == "duetoday":
+            # on hold, a ticket's clock stands still: it is due no day until it resumes
+            # (as it is overdue no longer)
             clauses.append(
-                f"{unresolved} AND resolution_due_at < {arg(end_of_local_day(now, timezone))}"
+                f"{unresolved} AND NOT sla_paused "
+                f"AND resolution_due_at < {arg(end_of_local_day(now, timezone))}"
             )
         else:
             raise ValueError(

@@ -70,6 +70,9 @@ async def test_filters_derived_statuses_search_and_keyset_pages(
     ]
     assert ids[5] in await _list(fresh_pool, now=in_5h, status="duetoday")
     assert ids[1] not in await _list(fresh_pool, now=NOW, status="duetoday")
+    # overdue and due today agree on the paused ticket: neither while its clock stands
+    due_today_in_8_days = await _list(fresh_pool, now=NOW + timedelta(days=8), status="duetoday")
+    assert ids[6] not in due_today_in_8_days and ids[5] in due_today_in_8_days
     assert await _list(fresh_pool, created_from=NOW + timedelta(days=1)) == []
     assert (
         await queries.count_tickets(
