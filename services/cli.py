@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import getpass
 import logging
 import os
 import secrets
+import shlex
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import msgspec
 
@@ -37,12 +41,31 @@ def _require_db(settings: Settings) -> str:
 # --- commands ---------------------------------------------------------------------------
 
 
-def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
-    from services.db import migrate
+MIGRATE_CONNECT_WAIT_S = 60.0
 
-    applied = asyncio.run(migrate(_require_db(settings)))
+
+def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    applied = asyncio.run(_migrate_when_reachable(_require_db(settings), MIGRATE_CONNECT_WAIT_S))
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
     return 0
+
+
+async def _migrate_when_reachable(dsn: str, wait_s: float) -> list[str]:
+    """Migrate, waiting up to ``wait_s`` for a server that does not accept connections
+    yet (a container started beside a database still initialising)."""
+    import asyncpg
+
+    from services.db import migrate
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return await migrate(dsn)
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            print(f"waiting for the database ({exc.__class__.__name__}) ...", file=sys.stderr)
+            await asyncio.sleep(1.0)
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
@@ -189,6 +212,12 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
 
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    lock = _hold_data_dir(data_dir)
+    if lock is None:
+        return _die(
+            f"another `ticketing dev` is running on {data_dir}: stop it first, or give this "
+            "one its own TICKETING_DATA_DIR (and TICKETING_PORT)"
+        )
     _stop_on_termination()
     # The worker's per-job lines (a catch-up every second) would bury the URL and token.
     logging.getLogger("arq.worker").setLevel(logging.WARNING)
@@ -214,6 +243,38 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
         return 130
     finally:
         embedded.close()
+        lock.close()
+
+
+def _write_dev_env(settings: Settings, data_dir: Path) -> Path:
+    """``<data dir>/env``: the settings this dev instance runs with, as shell assignments,
+    so the other commands (token, audit, api-user, projections) can reach it. Owner-only:
+    it holds the dev token secret."""
+    path = data_dir / "env"
+    values = {
+        "TICKETING_DATABASE_URL": settings.database_url,
+        "TICKETING_REDIS_URL": settings.redis_url,
+        "TICKETING_JWT_SECRET": settings.jwt_secret,
+        "TICKETING_JWT_PUBLIC_KEY": settings.jwt_public_key,
+    }
+    text = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items() if v)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+    return path
+
+
+def _hold_data_dir(data_dir: Path) -> IO[str] | None:
+    """An exclusive lock on the data directory for this process's life, or None when
+    another `dev` holds it: a second one would share its embedded servers and, exiting
+    on the taken port, stop them under the first."""
+    handle = (data_dir / "dev.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
 
 
 def _stop_on_termination() -> None:
@@ -248,6 +309,10 @@ async def _dev(settings: Settings, data_dir: Path) -> int:
         token = issue_token(settings.jwt_secret, "admin", "admin", name="Dev Admin", ttl_s=86400)
         lines.append(f"  admin token    : {token}")
         lines.append(f"  try: curl -H 'Authorization: Bearer {token}' {base}/v1/tickets")
+    env_file = _write_dev_env(settings, data_dir)
+    lines.append(
+        f"  other commands : set -a; . {env_file}; set +a   (then e.g. ticketing audit verify)"
+    )
     print("\n".join(lines) + "\n", flush=True)
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -330,11 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _not_logged_as_json(record: logging.LogRecord) -> bool:
+    """The plain root handler skips the service's own records once the API has given them
+    their JSON handler (``configure_logging``): otherwise `dev` printed each one twice."""
+    own = record.name == "ticketing" or record.name.startswith("ticketing.")
+    return not (own and logging.getLogger("ticketing").handlers)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
         logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_not_logged_as_json)
         return int(args.func(settings, args))
     except SettingsError as exc:
         return _die(str(exc))

@@ -11,6 +11,8 @@ import msgspec
 from domain.events import Priority, SlaTargets
 from domain.sla import DEFAULT_SLA_TARGETS, parse_targets
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
@@ -59,7 +61,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise SettingsError("TICKETING_CONSISTENCY_WAIT_MS must not be negative")
         if self.jwt_public_key:
             _check_public_key(self.jwt_public_key)
+        self._check_process_settings()
         return self
+
+    def _check_process_settings(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise SettingsError(f"TICKETING_PORT={self.port} is not a port (1-65535)")
+        if self.workers < 1:
+            raise SettingsError("TICKETING_WORKERS must be at least 1")
+        for name in ("attachment_max_bytes", "body_max_bytes"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"TICKETING_{name.upper()} must be positive")
+        if self.pool_min_size < 1 or self.pool_max_size < self.pool_min_size:
+            raise SettingsError(
+                f"TICKETING_POOL_MIN_SIZE ({self.pool_min_size}) and TICKETING_POOL_MAX_SIZE "
+                f"({self.pool_max_size}) must satisfy 1 <= min <= max"
+            )
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise SettingsError(
+                f"TICKETING_LOG_LEVEL={self.log_level!r}: use one of {', '.join(LOG_LEVELS)}"
+            )
 
 
 def _check_public_key(pem: str) -> None:

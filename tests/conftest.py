@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -68,11 +69,19 @@ def servers() -> Iterator[TestServers]:
             db_url = embedded.start_postgres()
         if not redis_url:
             redis_url = embedded.start_redis()
-    yield TestServers(db_url, redis_url)
-    if embedded is not None:
-        embedded.close()
-    if tmp is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield TestServers(db_url, redis_url)
+    finally:
+        if embedded is not None:
+            embedded.close()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM (a CI time-out, `kill`) ends the run as Ctrl-C does: pytest then tears the
+    # session down, embedded servers included, instead of leaving them running.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

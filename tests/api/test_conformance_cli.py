@@ -8,10 +8,12 @@ SIGTERM after its shutdown, which ended the process before any cleanup ran.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -98,6 +100,37 @@ def test_dev_prints_url_docs_and_token_and_sigterm_stops_the_embedded_servers(
         assert any("redis" in p for p in running), running
         # The worker's per-job lines must not bury the URL and the token.
         assert "catch_up" not in log.read_text()
+        # The env file it names lets the other commands reach this instance.
+        env_file = Path(data_dir) / "env"
+        assert str(env_file) in text and oct(env_file.stat().st_mode & 0o777) == "0o600"
+        other = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f"set -a; . '{env_file}'; set +a; '{TICKETING}' token --sub u --role agent",
+            ],
+            cwd=tmp_path,
+            env={k: v for k, v in env.items() if k != "TICKETING_PORT"},
+            capture_output=True,
+            timeout=60,
+        )
+        assert other.returncode == 0, other.stderr
+        fresh = other.stdout.decode().strip()
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/v1/categories", headers={"Authorization": f"Bearer {fresh}"}
+        )
+        assert r.status_code == 200, r.text
+        # A second dev on the same data directory refuses, and leaves the first running.
+        second = subprocess.run(
+            [str(TICKETING), "dev"],
+            cwd=tmp_path,
+            env={**env, "TICKETING_PORT": str(_free_port())},
+            capture_output=True,
+            timeout=60,
+        )
+        assert second.returncode != 0
+        assert b"another `ticketing dev` is running" in second.stderr
+        assert answers(), "the first dev stopped when a second one was started"
 
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
@@ -122,3 +155,46 @@ def test_serve_without_a_secret_refuses_with_a_clear_message(tmp_path: Path) -> 
     )
     assert r.returncode != 0
     assert b"TICKETING_JWT_SECRET" in r.stderr
+
+
+@pytest.mark.skipif(
+    os.environ.get("TICKETING_SIGTERM_PROBE") != "1",
+    reason="the inside of test_sigterm_stops_the_suites_embedded_servers, run by it",
+)
+def test_sigterm_probe(servers: object) -> None:
+    time.sleep(300)  # holds the embedded servers until the outer test sends SIGTERM
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="inspects /proc")
+def test_sigterm_stops_the_suites_embedded_servers() -> None:
+    # a short directory: Redis's unix socket path may not exceed 107 bytes
+    tmp_path = Path(tempfile.mkdtemp(prefix="tk-sigterm-", dir="/tmp"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKETING_")}
+    env.update(TICKETING_SIGTERM_PROBE="1", TMPDIR=str(tmp_path))
+    here = Path(__file__)
+    probe = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    proc = subprocess.Popen(
+        [*probe, f"{here}::test_sigterm_probe"],
+        cwd=here.parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        started = _wait_for(
+            lambda: any("redis" in p for p in _processes_mentioning(str(tmp_path))), 180
+        )
+        assert started, _processes_mentioning(str(tmp_path))
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+        assert _wait_for(lambda: not _processes_mentioning(str(tmp_path)), 30), (
+            _processes_mentioning(str(tmp_path))
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        for line in _processes_mentioning(str(tmp_path)):  # never leave a server behind
+            os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
+        shutil.rmtree(tmp_path, ignore_errors=True)

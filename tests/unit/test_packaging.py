@@ -14,6 +14,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import msgspec
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,3 +56,36 @@ def test_the_built_package_carries_every_migration(tmp_path: Path) -> None:
         expected = {f"{package}/{p.name}" for p in (ROOT / package).glob("*.sql")}
         assert expected, package
         assert expected <= names, sorted(expected - names)
+
+
+def test_compose_runs_the_database_redis_a_migration_the_api_and_a_worker() -> None:
+    """Docker is not on every machine that runs this suite: check what compose would run
+    against what the service reads (SPEC section 1)."""
+    yaml = pytest.importorskip("yaml", reason="PyYAML reads the compose file")
+    from services.cli import build_parser
+    from services.settings import Settings
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "migrate", "api", "worker"} <= set(services)
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    known = {f"TICKETING_{f.name.upper()}" for f in msgspec.structs.fields(Settings)}
+    for name in ("migrate", "api", "worker"):
+        service = services[name]
+        assert service["command"][0] == "ticketing" and service["command"][1] in commands
+        assert set(service["environment"]) <= known, name
+        assert "${TICKETING_JWT_SECRET:?" in service["environment"]["TICKETING_JWT_SECRET"]
+    assert [services[n]["command"][1] for n in ("migrate", "api", "worker")] == [
+        "migrate",
+        "serve",
+        "worker",
+    ]
+    for name in ("api", "worker"):
+        assert services[name]["depends_on"]["migrate"] == {
+            "condition": "service_completed_successfully"
+        }
+    assert services["migrate"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    db = services["api"]["environment"]["TICKETING_DATABASE_URL"]
+    pg = services["postgres"]["environment"]
+    assert f":{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in db
+    assert services["api"]["ports"] == ["8000:8000"]
