@@ -66,6 +66,8 @@ def _parse(spec: str) -> dict[Priority, SlaTargets]:
             targets = SlaTargets(parse_duration(first), parse_duration(resolution))
         except ValueError as exc:
             raise ValueError(f"TICKETING_SLA_TARGETS: entry {part!r}: {exc}") from None
+        if name in out:
+            raise ValueError(f"TICKETING_SLA_TARGETS names {name} twice; which one is meant?")
         out[name] = targets
     return out
 

@@ -388,6 +388,7 @@ def test_targets_accept_every_unit() -> None:
         "urgent=h/4h",
         "low=99999999d/99999999d",  # would overflow the due time's date arithmetic
         "low=1h/3651d",
+        "urgent=1h/4h,urgent=2h/5h",
     ],
 )
 def test_a_bad_sla_targets_setting_stops_start_up_naming_the_variable(value: str) -> None:
