@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import gc
+import logging
 import time
 import uuid
 from importlib import resources
@@ -52,6 +53,8 @@ from projections.runner import (
 )
 from services.db import SERVER_SETTINGS
 from services.eventstore import Metadata, RecordedEvent, decode_event
+
+log = logging.getLogger("ticketing.rebuild")
 
 READ_MODEL_TABLES = (
     "ticket_summaries",
@@ -459,6 +462,22 @@ async def _lock_for_swap(conn: asyncpg.Connection, schemas: list[str]) -> None:
     await conn.execute("SET LOCAL lock_timeout = 0")
 
 
+async def _drop_leftovers(conn: asyncpg.Connection) -> list[str]:
+    """Drop the scratch schemas of rebuilds that were killed before their cleanup ran.
+    Called holding REBUILD_LOCK, so no other rebuild is using one."""
+    names = [
+        r["nspname"]
+        for r in await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'projections\\_rebuild\\_%' "
+            "OR nspname LIKE 'projections\\_old\\_%'"
+        )
+    ]
+    for name in names:
+        log.warning("dropping %s, left by a rebuild that did not finish", name)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(name)} CASCADE")
+    return names
+
+
 async def rebuild_all(dsn: str) -> dict[str, Any]:
     """Replay the whole log into fresh tables and swap them in atomically.
 
@@ -474,6 +493,7 @@ async def rebuild_all(dsn: str) -> dict[str, Any]:
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", REBUILD_LOCK)
         try:
+            await _drop_leftovers(conn)
             await create_schema(conn, new)
             replayed = await _bulk_fill(conn, new, dsn, timings)
             replayed += await _catch_up_schema(conn, new)

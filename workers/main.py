@@ -14,12 +14,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
+import time
 from typing import Any
 
+import redis.asyncio as aioredis
 from arq import cron, func
 from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function, Worker, create_worker
+from redis.exceptions import RedisError
 
 from projections.runner import DEFAULT_BATCH, catch_up
 from services.commands import CommandService
@@ -28,7 +32,7 @@ from services.gctune import tune_for_serving
 from services.settings import Settings, SettingsError, load_settings
 from workers.codec import QUEUE_NAME, job_deserializer, job_serializer
 from workers.projector import Projector
-from workers.sla import SWEEP_TIMEOUT_S, sla_sweep, sla_sweep_tick
+from workers.sla import SWEEP_TIMEOUT_S, sla_sweep, sla_sweep_tick, sweep_once
 from workers.waker import wake_channel
 
 log = logging.getLogger("ticketing.worker")
@@ -84,11 +88,15 @@ cron_jobs.append(
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or load_settings()
     ctx["settings"] = settings
+    if "pool" in ctx:  # the supervisor's (``supervise``): it outlives this arq worker
+        log.info("worker started")
+        return
     if not settings.database_url:
         raise SettingsError("TICKETING_DATABASE_URL is required to run the worker")
     ctx["pool"] = await create_pool(
         settings.database_url, min_size=1, max_size=max(2, settings.pool_max_size)
     )
+    ctx["owns_pool"] = True
     ctx["commands"] = CommandService(ctx["pool"], settings.sla_policy)
     if settings.redis_url:
         projector = Projector(
@@ -107,9 +115,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
-    pool = ctx.pop("pool", None)
-    if pool is not None:
-        await pool.close()
+    if ctx.pop("owns_pool", False):
+        await ctx.pop("pool").close()
 
 
 class WorkerSettings:
@@ -136,10 +143,12 @@ def make_worker(
     queue_name: str | None = None,
     batch_size: int | None = None,
     handle_signals: bool = True,
+    shared: dict[str, Any] | None = None,
 ) -> Worker:
     if not settings.redis_url:
         raise SettingsError("TICKETING_REDIS_URL is required to run the worker")
     ctx: dict[str, Any] = {"settings": settings, "queue_name": queue_name or QUEUE_NAME}
+    ctx.update(shared or {})
     if batch_size is not None:
         ctx["batch_size"] = batch_size
     return create_worker(
@@ -162,28 +171,114 @@ def use_uvloop() -> None:
     asyncio.set_event_loop(None)  # arq's Worker creates its loop from the policy
 
 
+# arq's loop ends (raises) when it loses Redis: these mean "Redis is away", not a bug
+REDIS_AWAY = (RedisError, OSError, asyncio.TimeoutError)
+REDIS_RETRY_S = 1.0
+
+
+async def supervise(
+    settings: Settings, *, queue_name: str | None = None, batch_size: int | None = None
+) -> None:
+    """The worker until cancelled, whatever Redis does.
+
+    The database pool and the projection loop (workers/projector.py, which catches up
+    every second with or without wake-ups) belong to this supervisor, not to the arq
+    worker: when Redis goes away, arq's polling loop stops with a connection error, the
+    read models keep being built, SLA sweeps run from here, and arq starts again as soon
+    as Redis answers (SPEC 5: projections catch up; nothing waits for an operator).
+    """
+    if not settings.database_url:
+        raise SettingsError("TICKETING_DATABASE_URL is required to run the worker")
+    if not settings.redis_url:
+        raise SettingsError("TICKETING_REDIS_URL is required to run the worker")
+    queue = queue_name or QUEUE_NAME
+    batch = batch_size or DEFAULT_BATCH
+    pool = await create_pool(
+        settings.database_url, min_size=1, max_size=max(2, settings.pool_max_size)
+    )
+    commands = CommandService(pool, settings.sla_policy)
+    projector = asyncio.create_task(
+        Projector(pool, settings.redis_url, wake_channel(queue), batch_size=batch).run()
+    )
+    shared = {"pool": pool, "commands": commands}
+    try:
+        while True:
+            worker = make_worker(
+                settings,
+                queue_name=queue,
+                batch_size=batch_size,
+                handle_signals=False,
+                shared=shared,
+            )
+            try:
+                await worker.async_run()
+                return
+            except REDIS_AWAY as exc:
+                log.warning(
+                    "Redis is unavailable (%s); read models and SLA sweeps go on without "
+                    "it, and the job queue resumes when it answers",
+                    exc.__class__.__name__,
+                )
+            finally:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await worker.close()
+            await _without_redis(settings, commands)
+            log.warning("Redis answers again; resuming the job queue")
+    finally:
+        projector.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await projector
+        await pool.close()
+
+
+async def _without_redis(settings: Settings, commands: CommandService) -> None:
+    """Until Redis answers: the SLA sweep every TICKETING_SLA_SWEEP_SECONDS (the projector
+    keeps the read models current meanwhile). Exactly-once needs no Redis: the domain
+    decides every breach on the ticket's own stream."""
+    assert settings.redis_url
+    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2)
+    last_sweep = float("-inf")
+    try:
+        while True:
+            if time.monotonic() - last_sweep >= settings.sla_sweep_seconds:
+                last_sweep = time.monotonic()
+                try:
+                    await sweep_once(commands.pool, commands, commands.clock())
+                except Exception:  # the database may be away too: try again next time
+                    log.exception("SLA sweep without Redis failed")
+            with contextlib.suppress(*REDIS_AWAY):
+                if await client.ping():
+                    return
+            await asyncio.sleep(REDIS_RETRY_S)
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
 def run(
     settings: Settings, *, queue_name: str | None = None, batch_size: int | None = None
 ) -> None:
     """Run the worker in the foreground until SIGINT/SIGTERM (``ticketing worker``)."""
     use_uvloop()
-    worker = make_worker(settings, queue_name=queue_name, batch_size=batch_size)
     tune_for_serving()
-    worker.run()
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervise(settings, queue_name=queue_name, batch_size=batch_size)
+
+    asyncio.run(main())
 
 
 async def run_async(
     settings: Settings, *, queue_name: str | None = None, batch_size: int | None = None
 ) -> None:
     """Run the worker inside the running event loop until cancelled (``ticketing dev``)."""
-    worker = make_worker(
-        settings, queue_name=queue_name, batch_size=batch_size, handle_signals=False
-    )
-    try:
-        await worker.async_run()
-    finally:
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await worker.close()
+    await supervise(settings, queue_name=queue_name, batch_size=batch_size)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -176,3 +176,23 @@ async def test_the_swap_never_deadlocks_with_a_reader_that_locks_the_tables_in_a
         await reader.close()
     assert stats["events"] > 10
     await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_a_rebuild_drops_what_a_killed_rebuild_left_behind(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    await proj_drive(proj_service, 3, steps=2, seed=11)
+    await proj_catch_up(fresh_pool)
+    for leftover in ("projections_rebuild_deadbeef01", "projections_old_deadbeef01"):
+        await fresh_pool.execute(f"CREATE SCHEMA {leftover}")
+        await fresh_pool.execute(f"CREATE TABLE {leftover}.ticket_summaries (id bigint)")
+    await fresh_pool.execute("CREATE SCHEMA projections_rebuilder_keep")  # not one of ours
+    try:
+        await rebuild_all(fresh_dsn)
+        left = await fresh_pool.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'projections%' ORDER BY 1"
+        )
+        assert [r["nspname"] for r in left] == ["projections_rebuilder_keep"]
+    finally:
+        await fresh_pool.execute("DROP SCHEMA IF EXISTS projections_rebuilder_keep")
+    await proj_assert_equals_fold(fresh_pool)

