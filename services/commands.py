@@ -13,7 +13,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Protocol
 
 import asyncpg
 import msgspec
@@ -32,7 +32,6 @@ from domain.commands import (
     ReopenTicket,
 )
 from domain.errors import (
-    IdempotencyKeyReused,
     InvalidInput,
     TicketNotFound,
     VersionMismatch,
@@ -47,6 +46,7 @@ from domain.events import (
     Status,
     Visibility,
 )
+from services import idempotency
 from services.eventstore import (
     ConcurrencyConflict,
     EventStore,
@@ -67,7 +67,6 @@ MAX_ATTEMPTS = 8
 # hot ticket with dozens of concurrent writers still makes progress for every one of them
 # instead of failing whoever keeps losing the race.
 OPTIMISTIC_ATTEMPTS = 3
-IDEMPOTENCY_TTL = timedelta(hours=24)
 CLIENT_CLOCK_SKEW = timedelta(minutes=5)  # tolerated lead of a client-supplied time
 # Ticket and message ids are taken from their sequences this many at a time (one round
 # trip per block).
@@ -504,31 +503,18 @@ class CommandService:
         """The first result for a reused Idempotency-Key, or None if the key is new."""
         if not ctx.idempotency_key:
             return None
-        principal = f"{ctx.actor.role}:{ctx.actor.id}"
-        row = await self.pool.fetchrow(
-            "SELECT request_hash, stream_id, result, created_at FROM idempotency_keys "
-            "WHERE principal = $1 AND key = $2",
-            principal,
+        first = await idempotency.find(
+            self.pool,
+            f"{ctx.actor.role}:{ctx.actor.id}",
             ctx.idempotency_key,
+            ctx.request_fingerprint or b"",
+            now=self.clock(),
         )
-        if row is None:
+        if first is None:
             return None
-        if row["created_at"] < self.clock() - IDEMPOTENCY_TTL:
-            await self.pool.execute(
-                "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 "
-                "AND created_at = $3",
-                principal,
-                ctx.idempotency_key,
-                row["created_at"],
-            )
-            return None
-        if bytes(row["request_hash"]) != (ctx.request_fingerprint or b""):
-            raise IdempotencyKeyReused(
-                "this Idempotency-Key was already used with a different request; "
-                "use a new key for a new request"
-            )
-        result: dict[str, Any] = msgspec.json.decode(row["result"])
-        events = await self.store.read_stream(row["stream_id"])
+        assert first.stream_id is not None  # the fingerprint names a command's route
+        result = first.result
+        events = await self.store.read_stream(first.stream_id)
         upto = [e for e in events if e.version <= result["last_version"]]
         ticket = domain.fold((e.event, e.occurred_at) for e in upto)
         assert ticket is not None

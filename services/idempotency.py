@@ -1,11 +1,10 @@
-"""Idempotency-Key for requests that create something other than events.
+"""Idempotency-Key: what a key's first request left, for every request that takes one.
 
-Commands keep their key with their events (``EventStore.append``); a category or an
-attachment keeps it here, in the same ``idempotency_keys`` table (one key space per
-principal, whatever the key's request created). A repeat of the key with the same
-request within 24 hours finds what the first one created; with another request it is
-refused; an expired key is forgotten. ``remember`` runs inside the creating transaction,
-so a key is stored exactly when its creation commits.
+Commands store their key with their events (``EventStore.append``, naming the stream); a
+category or an upload stores it with what it created (``remember``); all in the one
+``idempotency_keys`` table, one key space per principal. ``find`` is the one lookup: a
+repeat within 24 hours with the same request finds the first's result; with another
+request it is refused; an expired key is forgotten.
 """
 
 from __future__ import annotations
@@ -25,19 +24,31 @@ class KeyTaken(Exception):
     """A concurrent request with the same key committed first: replay it."""
 
 
+class First(msgspec.Struct, frozen=True):
+    """What the key's first request stored: its result, and its stream for a command."""
+
+    result: dict[str, Any]
+    stream_id: int | None
+
+
 async def find(
-    pool: asyncpg.Pool, principal: str, key: str, request_hash: bytes
-) -> dict[str, Any] | None:
-    """What the key's first request created (its ``remember``ed result), or None."""
+    pool: asyncpg.Pool,
+    principal: str,
+    key: str,
+    request_hash: bytes,
+    *,
+    now: datetime | None = None,
+) -> First | None:
+    """The key's first request (None: the key is new, or expired and now forgotten)."""
     row = await pool.fetchrow(
-        "SELECT request_hash, result, created_at FROM idempotency_keys "
+        "SELECT request_hash, stream_id, result, created_at FROM idempotency_keys "
         "WHERE principal = $1 AND key = $2",
         principal,
         key,
     )
     if row is None:
         return None
-    if row["created_at"] < datetime.now(UTC) - IDEMPOTENCY_TTL:
+    if row["created_at"] < (now or datetime.now(UTC)) - IDEMPOTENCY_TTL:
         await pool.execute(
             "DELETE FROM idempotency_keys WHERE principal = $1 AND key = $2 AND created_at = $3",
             principal,
@@ -50,8 +61,7 @@ async def find(
             "this Idempotency-Key was already used with a different request; "
             "use a new key for a new request"
         )
-    result: dict[str, Any] = msgspec.json.decode(row["result"])
-    return result
+    return First(result=msgspec.json.decode(row["result"]), stream_id=row["stream_id"])
 
 
 async def remember(

@@ -89,7 +89,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx.get("settings") or load_settings()
     ctx["settings"] = settings
     if "pool" in ctx:  # the supervisor's (``supervise``): it outlives this arq worker
-        log.info("worker started")
+        log.info("job queue started")
         return
     if not settings.database_url:
         raise SettingsError("TICKETING_DATABASE_URL is required to run the worker")
@@ -187,20 +187,16 @@ async def supervise(
     read models keep being built, SLA sweeps run from here, and arq starts again as soon
     as Redis answers (SPEC 5: projections catch up; nothing waits for an operator).
     """
-    if not settings.database_url:
-        raise SettingsError("TICKETING_DATABASE_URL is required to run the worker")
     if not settings.redis_url:
         raise SettingsError("TICKETING_REDIS_URL is required to run the worker")
     queue = queue_name or QUEUE_NAME
-    batch = batch_size or DEFAULT_BATCH
-    pool = await create_pool(
-        settings.database_url, min_size=1, max_size=max(2, settings.pool_max_size)
-    )
-    commands = CommandService(pool, settings.sla_policy)
-    projector = asyncio.create_task(
-        Projector(pool, settings.redis_url, wake_channel(queue), batch_size=batch).run()
-    )
-    shared = {"pool": pool, "commands": commands}
+    # what an arq worker's startup makes for itself (pool, command service, projection
+    # loop), made once here; each arq worker run gets the pool and the command service
+    own: dict[str, Any] = {"settings": settings, "queue_name": queue}
+    if batch_size is not None:
+        own["batch_size"] = batch_size
+    await startup(own)
+    shared = {"pool": own["pool"], "commands": own["commands"]}
     try:
         while True:
             worker = make_worker(
@@ -222,13 +218,10 @@ async def supervise(
             finally:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await worker.close()
-            await _without_redis(settings, commands)
+            await _without_redis(settings, own["commands"])
             log.warning("Redis answers again; resuming the job queue")
     finally:
-        projector.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await projector
-        await pool.close()
+        await shutdown(own)
 
 
 async def _without_redis(settings: Settings, commands: CommandService) -> None:

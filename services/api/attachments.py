@@ -108,10 +108,11 @@ async def _replay(pool: asyncpg.Pool, idem: Idempotency | None) -> AttachmentOut
     first = await idempotency_store.find(pool, idem.principal, idem.key, idem.request_hash)
     if first is None:
         return None
+    created = first.result
     row = await pool.fetchrow(
         "SELECT id, filename, content_type, size, sha256, created_at FROM attachments "
         "WHERE id = $1",
-        first["attachment_id"],
+        created["attachment_id"],
     )
     assert row is not None
     return AttachmentOut(**dict(row))

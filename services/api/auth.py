@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -190,19 +191,27 @@ class LoginThrottle:
         except Exception:
             return
         if failed is not None and int(failed) >= self.per_minute:
-            raise TooManyRequests(max(1, int((window + 1) * 60 - now + 0.999)))
+            raise TooManyRequests(_retry_after(window, now))
 
     async def failed(self, redis: Any, name: str) -> None:
         if redis is None or self.per_minute <= 0:
             return
-        key = self._key(name, int(time.time() // 60))
-        try:
-            pipe = redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            await pipe.execute()
-        except Exception:
-            return
+        with contextlib.suppress(Exception):
+            await _count_in_window(redis, self._key(name, int(time.time() // 60)))
+
+
+async def _count_in_window(redis: Any, key: str) -> int:
+    """Count one more in a one-minute window's key (kept two minutes); the new count."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, 120)
+    count, _ = await pipe.execute()
+    return int(count)
+
+
+def _retry_after(window: int, now: float) -> int:
+    """Whole seconds until one-minute ``window`` ends (at least 1)."""
+    return max(1, int((window + 1) * 60 - now + 0.999))
 
 
 class Authenticator:
@@ -314,18 +323,14 @@ class RateLimiter:
         window = int(now // 60)
         key = f"{self.prefix}:{principal}:{window}"
         try:
-            pipe = redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count, _ = await pipe.execute()
+            count = await _count_in_window(redis, key)
         except Exception:  # Redis down or slow: serve the request rather than refuse it
             if now - self._last_warning > 10:
                 self._last_warning = now
                 log.warning("rate limiter unavailable (Redis); allowing requests")
             return
-        if int(count) > self.per_minute:
-            retry_after = max(1, int((window + 1) * 60 - now + 0.999))
-            raise TooManyRequests(retry_after)
+        if count > self.per_minute:
+            raise TooManyRequests(_retry_after(window, now))
 
 
 class AccessGuard:

@@ -432,9 +432,11 @@ LIST_FILTERS = (
 
 def _one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
     """``?status=open&status=closed`` would silently list by its last value: refuse it."""
-    for name in names:
-        if len(request.query_params.getall(name, [])) > 1:
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():  # one pass: lists are a hot path
+        if name in seen and name in names:
             raise InvalidInput(f"{name} is given more than once; give one value", field=name)
+        seen.add(name)
 
 
 @get("/tickets", summary="List and search tickets", responses=READ_ERRORS)
@@ -814,7 +816,8 @@ async def _category_replay(pool: asyncpg.Pool, idem: Idempotency | None) -> cats
     first = await idempotency_store.find(pool, idem.principal, idem.key, idem.request_hash)
     if first is None:
         return None
-    return await cats.get_category(pool, int(first["category_id"]))
+    created = first.result
+    return await cats.get_category(pool, int(created["category_id"]))
 
 
 @dataclass
