@@ -12,14 +12,17 @@ exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from projections.runner import DEFAULT_BATCH, catch_up
+from services import heartbeat
 
 log = logging.getLogger("ticketing.projector")
 
@@ -48,6 +51,9 @@ class Projector:
         self._pubsub: Any = None
         self._last_warning = 0.0
         self.runs = 0
+        self.worker_id = heartbeat.new_worker_id()
+        self._started_at = datetime.now(UTC)
+        self._last_beat = float("-inf")
 
     async def run(self) -> None:
         """Until cancelled: catch up, then wait for a wake-up (or ``idle_s``)."""
@@ -60,6 +66,7 @@ class Projector:
                         self.pool, self.batch_size, max_batches=MAX_BATCHES_PER_RUN
                     )
                     self.runs += 1
+                    await self._beat()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -72,6 +79,15 @@ class Projector:
                     await asyncio.sleep(gap)
         finally:
             await self._close()
+            with contextlib.suppress(Exception):  # the database may be gone: the row goes stale
+                await asyncio.wait_for(heartbeat.forget(self.pool, self.worker_id), timeout=2)
+
+    async def _beat(self) -> None:
+        """Tell /health/ready this worker's loop runs (at most every heartbeat.BEAT_S)."""
+        if time.monotonic() - self._last_beat < heartbeat.BEAT_S:
+            return
+        await heartbeat.beat(self.pool, self.worker_id, self._started_at)
+        self._last_beat = time.monotonic()
 
     async def _wait_for_wake(self) -> None:
         pubsub = await self._subscribed()

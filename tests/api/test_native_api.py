@@ -588,6 +588,7 @@ async def test_health(client: httpx.AsyncClient) -> None:
     body = r.json()
     assert body["database"]["status"] == "ok" and body["redis"]["status"] == "ok"
     assert "projections" in body
+    assert body["worker"]["status"] in ("ok", "degraded") and "alive" in body["worker"]
 
 
 async def test_openapi_describes_routes_and_security(client: httpx.AsyncClient) -> None:

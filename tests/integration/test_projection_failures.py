@@ -10,6 +10,7 @@ everything after it, and the record clears.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,7 @@ from proj_helpers import CUSTOMERS, proj_catch_up, proj_wait_until
 
 from projections.failures import projection_failure
 from projections.runner import catch_up
+from services import heartbeat
 from services.api.health import readiness
 from services.commands import CommandService, Context
 
@@ -105,6 +107,7 @@ async def test_a_poison_event_stops_the_runner_visibly_and_is_applied_once_fixed
     await proj_catch_up(fresh_pool)
     assert await _projected(fresh_pool) == {first, fine, poison, after}
     assert await projection_failure(fresh_pool) is None
+    await heartbeat.beat(fresh_pool, "a worker", datetime.now(UTC))  # else: no worker, degraded
     body, status = await readiness(fresh_pool, redis_client)
     assert status == 200 and body.status == "ok" and body.projections.status == "ok"
     logged = await fresh_pool.fetchval(

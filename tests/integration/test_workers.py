@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,8 @@ from proj_helpers import (
 )
 
 from projections.consistency import projections_checkpoint, wait_for_projections
+from services import heartbeat
+from services.api.health import readiness
 from services.commands import CommandService, Context
 from services.eventstore import EventStore
 from services.settings import load_settings
@@ -130,6 +133,59 @@ async def test_the_projector_catches_up_without_redis_and_stops_when_cancelled(
             await task
     assert task.cancelled() and projector.runs >= 2
     await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_the_projection_loop_reports_its_worker_alive_and_leaves_when_stopped(
+    fresh_pool: asyncpg.Pool, redis_client: Any
+) -> None:
+    async def ready_worker() -> Any:
+        return (await readiness(fresh_pool, redis_client))[0]
+
+    body = await ready_worker()
+    assert body.worker.status == "degraded" and body.worker.alive == 0
+    assert body.status == "degraded" and body.worker.last_seen_at is None
+
+    projector = Projector(fresh_pool, UNREACHABLE_REDIS, "nowhere", idle_s=0.1)
+    task = asyncio.create_task(projector.run())
+    try:
+
+        async def reported() -> bool:
+            return (await heartbeat.workers_seen(fresh_pool)).alive == 1
+
+        await proj_wait_until(reported, "the projection loop to report its worker")
+        body = await ready_worker()
+        assert body.worker.status == "ok" and body.worker.alive == 1
+        assert body.worker.last_seen_at is not None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    # a clean stop removes the worker's row: no worker is left reporting
+    assert (await heartbeat.workers_seen(fresh_pool)).alive == 0
+    assert await fresh_pool.fetchval("SELECT count(*) FROM worker_heartbeats") == 0
+
+
+async def test_a_worker_that_stopped_reporting_makes_readiness_degraded_not_unready(
+    fresh_pool: asyncpg.Pool, redis_client: Any
+) -> None:
+    started = datetime.now(UTC)
+    await heartbeat.beat(fresh_pool, "w1", started)
+    body, status = await readiness(fresh_pool, redis_client)
+    assert status == 200 and body.worker.status == "ok" and body.worker.alive == 1
+    # the worker died: its last beat ages past the limit
+    await fresh_pool.execute(
+        "UPDATE worker_heartbeats SET seen_at = now() - make_interval(secs => $1)",
+        heartbeat.STALE_S + 1,
+    )
+    body, status = await readiness(fresh_pool, redis_client)
+    assert status == 200 and body.status == "degraded"
+    assert body.worker.status == "degraded" and body.worker.alive == 0
+    assert body.worker.last_seen_at is not None and body.worker.detail
+    # rows of workers gone for a day are dropped by the next beat of any worker
+    await fresh_pool.execute("UPDATE worker_heartbeats SET seen_at = now() - interval '2 days'")
+    await heartbeat.beat(fresh_pool, "w2", started)
+    ids = [r[0] for r in await fresh_pool.fetch("SELECT worker_id FROM worker_heartbeats")]
+    assert ids == ["w2"]
 
 
 async def test_a_worker_woken_through_redis_keeps_read_models_equal_to_the_fold(
