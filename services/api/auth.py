@@ -23,6 +23,7 @@ import hmac
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -30,6 +31,7 @@ import msgspec
 from litestar.types import Scope
 
 from domain.events import Actor
+from services.api import ratewindow
 from services.api.errors import Denied, TooManyRequests, Unauthenticated
 from services.passwords import hash_password, verify_password
 from services.settings import Settings
@@ -164,54 +166,42 @@ def _dummy_hash() -> str:
 
 
 class LoginThrottle:
-    """Failed Basic logins per user name, in one-minute Redis windows.
+    """Failed Basic logins per user name over the last minute (services/api/ratewindow.py).
 
     Fails open when Redis is unavailable (as the rate limiter does): the password check
     itself still stands, only its repetition goes unbounded.
     """
 
     def __init__(
-        self, per_minute: int = BASIC_FAILURES_PER_MINUTE, prefix: str = "ticketing:authfail"
+        self,
+        per_minute: int = BASIC_FAILURES_PER_MINUTE,
+        prefix: str = "ticketing:authfail",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.per_minute = per_minute
         self.prefix = prefix
+        self.clock = clock
 
-    def _key(self, name: str, window: int) -> str:
+    def _key(self, name: str) -> str:
         # a digest: user names are client input, keys are not the place for them
-        return f"{self.prefix}:{hashlib.sha256(name.encode()).hexdigest()[:32]}:{window}"
+        return f"{self.prefix}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
 
     async def check(self, redis: Any, name: str) -> None:
-        """429 when ``name`` has used up its failures for this minute."""
+        """429 when one more failure for ``name`` would exceed the limit."""
         if redis is None or self.per_minute <= 0:
             return
-        now = time.time()
-        window = int(now // 60)
         try:
-            failed = await redis.get(self._key(name, window))
+            failed = await ratewindow.count(redis, self._key(name), self.clock(), add=False)
         except Exception:
             return
-        if failed is not None and int(failed) >= self.per_minute:
-            raise TooManyRequests(_retry_after(window, now))
+        if failed.estimate() + 1 > self.per_minute:
+            raise TooManyRequests(failed.retry_after(self.per_minute))
 
     async def failed(self, redis: Any, name: str) -> None:
         if redis is None or self.per_minute <= 0:
             return
         with contextlib.suppress(Exception):
-            await _count_in_window(redis, self._key(name, int(time.time() // 60)))
-
-
-async def _count_in_window(redis: Any, key: str) -> int:
-    """Count one more in a one-minute window's key (kept two minutes); the new count."""
-    pipe = redis.pipeline(transaction=False)
-    pipe.incr(key)
-    pipe.expire(key, 120)
-    count, _ = await pipe.execute()
-    return int(count)
-
-
-def _retry_after(window: int, now: float) -> int:
-    """Whole seconds until one-minute ``window`` ends (at least 1)."""
-    return max(1, int((window + 1) * 60 - now + 0.999))
+            await ratewindow.count(redis, self._key(name), self.clock(), add=True)
 
 
 class Authenticator:
@@ -309,28 +299,33 @@ def check_policy(actor: Actor, method: str, path: str, opt: dict[str, Any] | Non
 
 
 class RateLimiter:
-    """Fixed one-minute windows per principal in Redis; fails open when Redis is down."""
+    """Requests per principal over the last minute, in Redis (services/api/ratewindow.py);
+    fails open when Redis is down."""
 
-    def __init__(self, per_minute: int, prefix: str = "ticketing:rl") -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        prefix: str = "ticketing:rl",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.per_minute = per_minute
         self.prefix = prefix
+        self.clock = clock
         self._last_warning = 0.0
 
     async def check(self, redis: Any, principal: str) -> None:
         if self.per_minute <= 0 or redis is None:
             return
-        now = time.time()
-        window = int(now // 60)
-        key = f"{self.prefix}:{principal}:{window}"
+        now = self.clock()
         try:
-            count = await _count_in_window(redis, key)
+            counted = await ratewindow.count(redis, f"{self.prefix}:{principal}", now, add=True)
         except Exception:  # Redis down or slow: serve the request rather than refuse it
             if now - self._last_warning > 10:
                 self._last_warning = now
                 log.warning("rate limiter unavailable (Redis); allowing requests")
             return
-        if count > self.per_minute:
-            raise TooManyRequests(_retry_after(window, now))
+        if counted.estimate() > self.per_minute:
+            raise TooManyRequests(counted.retry_after(self.per_minute))
 
 
 class AccessGuard:
