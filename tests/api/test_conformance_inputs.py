@@ -98,7 +98,13 @@ LONG = "x" * 20_001
         (
             "POST",
             "/api/v1/send_message",
-            {"ticketId": "{t}", "ticketMessage": LONG},
+            {
+                "ticketId": "{t}",
+                "ticketMessage": LONG,
+                "sender": "user",
+                "sender_name": "max",
+                "showToUser": "true",
+            },
             "ticketMessage",
         ),
         (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 Auth = Callable[..., dict[str, str]]
+Count = Callable[[], Awaitable[int]]
 LOCAL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -610,10 +611,198 @@ async def test_v7_reopen_and_v8_rating(client: httpx.AsyncClient, auth: Auth) ->
     )
     assert_error(
         await client.post(
-            "/api/v1/reopen_ticket", data={"ticketId": 987654321, "comments": "x"}, headers=staff
+            "/api/v1/reopen_ticket",
+            data={"ticketId": 987654321, "userId": sub, "comments": "x"},
+            headers=staff,
         ),
         404,
     )
+
+
+# --- seed-mandatory fields (V3, V7, V8) ------------------------------------------------------
+
+SEND = {
+    "ticketMessage": "connection timeout again",
+    "sender": "user",
+    "sender_name": "max",
+    "showToUser": "true",
+}
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["form", "json"])
+@pytest.mark.parametrize("blank", [False, True], ids=["missing", "blank"])
+@pytest.mark.parametrize(
+    "field", ["ticketId", "ticketMessage", "sender", "sender_name", "showToUser"]
+)
+async def test_v3_every_seed_mandatory_field_is_required(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    event_count: Count,
+    field: str,
+    blank: bool,
+    as_json: bool,
+) -> None:
+    """Seed V3 marks all five fields Mandatory: a request missing one is refused in the
+    dialect's envelope, names the field, and appends nothing."""
+    sub, me = customer(auth)
+    n = await raise_for(client, agent(auth), sub)
+    form: dict[str, Any] = {"ticketId": n if as_json else str(n), **SEND}
+    if blank:
+        form[field] = "  "
+    else:
+        del form[field]
+    before = await event_count()
+    r = await client.post(
+        "/api/v1/send_message", **({"json": form} if as_json else {"data": form}), headers=me
+    )
+    message = assert_error(r, 400)
+    assert message.startswith(f"{field} "), message
+    assert set(r.json()) == {"status", "errorCode", "message"}
+    assert await event_count() == before
+    assert len((await details(client, n, me))["ticket_conversation"]) == 1  # the issue only
+
+
+@pytest.mark.parametrize("value", ["7", "maybe", "yes", "-1"])
+async def test_v3_show_to_user_is_the_seeds_true_or_false(
+    client: httpx.AsyncClient, auth: Auth, event_count: Count, value: str
+) -> None:
+    sub, _ = customer(auth)
+    staff = agent(auth)
+    n = await raise_for(client, staff, sub)
+    form = {"ticketId": str(n), **SEND, "sender": "admin", "showToUser": value}
+    before = await event_count()
+    message = assert_error(await client.post("/api/v1/send_message", data=form, headers=staff), 400)
+    assert message.startswith("showToUser must be 'true' or 'false'"), message
+    assert await event_count() == before
+    # the keywords themselves, any case, JSON booleans and 1/0 are understood
+    for show, note in (("TRUE", "1"), ("False", "0"), (True, "1"), (0, "0")):
+        body = {"ticketId": n, **SEND, "sender": "admin", "showToUser": show}
+        ok(await client.post("/api/v1/send_message", json=body, headers=staff))
+        last = (await details(client, n, staff))["ticket_conversation"][-1]
+        assert last["show_to_user"] == note, (show, last)
+
+
+@pytest.mark.parametrize("blank", [False, True], ids=["missing", "blank"])
+@pytest.mark.parametrize(
+    ("path", "fields", "who"),
+    [
+        ("/api/v1/reopen_ticket", {"comments": "still broken"}, "customer"),
+        ("/api/v1/reopen_ticket", {"comments": "still broken"}, "agent"),
+        ("/api/v1/ticket_rating", {"ratingValue": "4"}, "customer"),  # requester only
+    ],
+    ids=["reopen-customer", "reopen-agent", "rating-customer"],
+)
+async def test_v7_v8_user_id_is_mandatory(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    event_count: Count,
+    path: str,
+    fields: dict[str, str],
+    who: str,
+    blank: bool,
+) -> None:
+    """Seed V7 and V8 mark userId Mandatory: without it the command is refused (400, in
+    the dialect's envelope) even on a closed ticket where it would otherwise succeed."""
+    sub, me = customer(auth)
+    staff = agent(auth)
+    n = await raise_for(client, staff, sub)
+    ok(await client.get(f"/api/v1/close_ticket/{n}", headers=staff))
+    headers = me if who == "customer" else staff
+    form = {"ticketId": str(n), **fields, **({"userId": ""} if blank else {})}
+    before = await event_count()
+    r = await client.post(path, data=form, headers=headers)
+    assert assert_error(r, 400) == "userId is required"
+    assert set(r.json()) == {"status", "errorCode", "message"}
+    assert await event_count() == before
+    # the same request with userId goes through
+    ok(await client.post(path, data={**form, "userId": sub}, headers=headers))
+
+
+async def test_v8_rating_value_may_be_a_json_number(
+    client: httpx.AsyncClient, auth: Auth, event_count: Count
+) -> None:
+    sub, me = customer(auth)
+    staff = agent(auth)
+    n = await raise_for(client, staff, sub)
+    ok(await client.get(f"/api/v1/close_ticket/{n}", headers=staff))
+    before = await event_count()
+    for bad in (True, 4.5, [4], "4.0"):
+        body = {"ticketId": n, "userId": int(sub), "ratingValue": bad}
+        r = await client.post("/api/v1/ticket_rating", json=body, headers=me)
+        assert assert_error(r, 400).startswith("ratingValue "), bad
+    assert await event_count() == before
+    for value, stored in ((3, 3), (4.0, 4), ("5", 5)):
+        body = {"ticketId": n, "userId": int(sub), "ratingValue": value}
+        ok(await client.post("/api/v1/ticket_rating", json=body, headers=me))
+        assert (await details(client, n, me))["ticket_details"]["rating"] == stored
+
+
+async def test_v1_blank_mandatory_fields_name_the_dialects_field(
+    client: httpx.AsyncClient, auth: Auth, event_count: Count
+) -> None:
+    sub, _ = customer(auth)
+    staff = agent(auth)
+    form = {"type": "General", "subject": "s", "userId": sub, "comments": "c"}
+    before = await event_count()
+    for field in ("type", "subject", "userId", "comments"):
+        r = await client.post("/api/v1/raise_ticket", data={**form, field: " "}, headers=staff)
+        assert assert_error(r, 400) == f"{field} is required"
+    assert await event_count() == before
+
+
+async def test_v1_close_immediately_is_the_seeds_true_or_false(
+    client: httpx.AsyncClient, auth: Auth, event_count: Count
+) -> None:
+    sub, me = customer(auth)
+    form = {
+        "type": "General",
+        "subject": "s",
+        "userId": sub,
+        "comments": "c",
+        "resolutionType": "Solved on call",
+        "resolutionSubject": "Reset the modem",
+    }
+    before = await event_count()
+    for value in ("7", "yes", "maybe"):
+        r = await client.post(
+            "/api/v1/raise_ticket", data={**form, "closeTicketImmediately": value}, headers=me
+        )
+        assert assert_error(r, 400).startswith("closeTicketImmediately must be"), value
+    assert await event_count() == before
+    for value, status in (("True", "closed"), ("false", "open"), ("", "open")):
+        n = int(
+            ok(
+                await client.post(
+                    "/api/v1/raise_ticket",
+                    data={**form, "closeTicketImmediately": value},
+                    headers=me,
+                )
+            )["ticketId"]
+        )
+        assert (await details(client, n, me))["ticket_details"]["status"] == status, value
+
+
+async def test_openapi_marks_the_seeds_mandatory_fields_required(
+    client: httpx.AsyncClient,
+) -> None:
+    paths = (await client.get("/schema/openapi.json")).json()["paths"]
+
+    def required(path: str) -> set[str]:
+        body = paths[path]["post"]["requestBody"]["content"]
+        assert body["application/json"] == body["application/x-www-form-urlencoded"]
+        return set(body["application/json"]["schema"]["required"])
+
+    assert required("/api/v1/send_message") == {
+        "ticketId",
+        "ticketMessage",
+        "sender",
+        "sender_name",
+        "showToUser",
+    }
+    assert required("/api/v1/reopen_ticket") == {"ticketId", "userId", "comments"}
+    assert required("/api/v1/ticket_rating") == {"ticketId", "userId", "ratingValue"}
+    assert required("/api/v1/raise_ticket") == {"type", "subject", "userId", "comments"}
+    assert required("/api/v1/assign_ticket_to_admin") == {"ticketId", "admin"}
 
 
 async def test_multipart_bodies_work(client: httpx.AsyncClient, auth: Auth) -> None:

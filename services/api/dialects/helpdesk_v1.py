@@ -7,6 +7,7 @@ Bodies come as JSON or as form data (urlencoded or multipart); every answer carr
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, cast
 
@@ -23,7 +24,6 @@ from services.api.deps import commands_of, pool_of, settings_of
 from services.api.dialects._common import (
     actor_of,
     context,
-    flag,
     int_param,
     load_readable,
     local_text,
@@ -98,10 +98,48 @@ def _user_scope(actor: Actor, user_id: str) -> str | None:
     return None if uid == "0" else uid
 
 
-def _same_user(actor: Actor, user_id: str | None) -> None:
+def _same_user(actor: Actor, user_id: str) -> None:
     """A customer acting under another user's id is refused; staff act for anyone."""
-    if user_id is not None and actor.role == "customer" and user_id.strip() != actor.id:
+    if actor.role == "customer" and user_id.strip() != actor.id:
         raise Forbidden("userId must be your own user id")
+
+
+def _required(fields: dict[str, Any], name: str, *, numeric: bool = False) -> str:
+    """A field the seed marks Mandatory: absent, null or blank is a 400 naming it."""
+    value = text_field(fields, name, required=True, numeric=numeric)
+    if value is None or not value.strip():
+        raise InvalidInput(f"{name} is required", field=name)
+    return value
+
+
+def _keyword(value: Any, name: str) -> bool | None:
+    """The seed's 'true'/'false' keyword (also JSON true/false, 1/0); None when absent."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+    raise InvalidInput(f"{name} must be 'true' or 'false'", field=name)
+
+
+def _rating(value: Any) -> int:
+    """ratingValue: Numeric '1'..'5', as a number or a numeric string."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise InvalidInput("ratingValue is required", field="ratingValue")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # the domain checks the range
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value.strip()):
+        return int(value.strip())
+    raise InvalidInput("ratingValue must be 1, 2, 3, 4 or 5", field="ratingValue")
 
 
 def _priority(value: str | None) -> Priority | None:
@@ -137,12 +175,10 @@ async def raise_ticket(
     pool = pool_of(request)
     actor = actor_of(request)
     fields = await read_fields(request)
-    type_name = text_field(fields, "type", required=True)
-    subject = text_field(fields, "subject", required=True)
-    user_id = text_field(fields, "userId", required=True, numeric=True)
-    comments = text_field(fields, "comments", required=True)
-    assert type_name is not None and subject is not None and user_id is not None
-    assert comments is not None
+    type_name = _required(fields, "type")
+    subject = _required(fields, "subject")
+    user_id = _required(fields, "userId", numeric=True)
+    comments = _required(fields, "comments")
     category = await find_by_name(pool, type_name)
     if category is None:
         names = ", ".join(c.name for c in await list_categories(pool))
@@ -159,7 +195,9 @@ async def raise_ticket(
             category_id=category.id,
             priority=_priority(text_field(fields, "priority")),
             requester=requester,
-            close_immediately=flag(fields.get("closeTicketImmediately"), "closeTicketImmediately"),
+            close_immediately=bool(
+                _keyword(fields.get("closeTicketImmediately"), "closeTicketImmediately")
+            ),
             resolution_type=text_field(fields, "resolutionType"),
             resolution_subject=text_field(fields, "resolutionSubject"),
         )
@@ -296,26 +334,31 @@ async def get_tickets(
     f"{PREFIX}/send_message",
     status_code=200,
     summary="V3 - Send message",
-    description="Seed 003. Fields: ticketId, ticketMessage, sender (admin|user), "
-    "sender_name, showToUser ('true'|'false'; false = internal note). sender=user from an "
-    "agent's credentials relays the customer's reply (authored by the requester).",
+    description="Seed 003. Fields, all mandatory: ticketId, ticketMessage, sender "
+    "(admin|user), sender_name, showToUser ('true'|'false'; false = internal note). "
+    "sender=user from an agent's credentials relays the customer's reply (authored by the "
+    "requester).",
     operation_id="helpdesk_v1_send_message",
 )
 async def send_message(request: Request[Any, Any, Any]) -> Reply:
     commands = commands_of(request)
     actor = actor_of(request)
     fields = await read_fields(request)
+    # Every field of V3 is Mandatory in the seed: each is checked, in the seed's order,
+    # before the command runs, so a request missing one appends nothing.
     ticket_id = positive_int(fields.get("ticketId"), "ticketId")
-    body = text_field(fields, "ticketMessage", required=True)
-    assert body is not None
-    default_sender = "user" if actor.role == "customer" else "admin"
-    sender = (text_field(fields, "sender") or default_sender).strip().lower()
+    body = _required(fields, "ticketMessage")
+    sender = _required(fields, "sender").strip().lower()
     if sender not in ("admin", "user"):
         raise InvalidInput("sender must be admin or user", field="sender")
+    # The seed types sender_name Numeric but its samples carry names ("max", an e-mail):
+    # text or a number. It is not recorded: the credentials name the author.
+    _required(fields, "sender_name", numeric=True)
+    visible = _keyword(fields.get("showToUser"), "showToUser")
+    if visible is None:
+        raise InvalidInput("showToUser is required ('true' or 'false')", field="showToUser")
     if sender == "admin" and actor.role == "customer":
         raise Forbidden("customers send messages as user, not admin")
-    show = fields.get("showToUser")
-    visible = True if show is None or show == "" else flag(show, "showToUser")
     with renamed(body="ticketMessage"):
         result = await commands.post_message(
             await context(request, DIALECT),
@@ -433,8 +476,7 @@ async def assign_ticket(request: Request[Any, Any, Any]) -> Reply:
     commands = commands_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
-    admin = text_field(fields, "admin", required=True)
-    assert admin is not None
+    admin = _required(fields, "admin")
     with renamed(assignee="admin"):
         await commands.assign(await context(request, DIALECT), n, assignee=admin)
     return success("Admin assigned to the ticket successfully", ticketId=str(n))
@@ -447,7 +489,8 @@ async def assign_ticket(request: Request[Any, Any, Any]) -> Reply:
     f"{PREFIX}/reopen_ticket",
     status_code=200,
     summary="V7 - Reopen ticket",
-    description="Seed 003. Fields: ticketId, userId, comments (the reason).",
+    description="Seed 003. Fields, all mandatory: ticketId, userId (a customer's own), "
+    "comments (the reason).",
     operation_id="helpdesk_v1_reopen_ticket",
 )
 async def reopen_ticket(request: Request[Any, Any, Any]) -> Reply:
@@ -455,9 +498,8 @@ async def reopen_ticket(request: Request[Any, Any, Any]) -> Reply:
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
-    _same_user(actor, text_field(fields, "userId", numeric=True))
-    reason = text_field(fields, "comments", required=True)
-    assert reason is not None
+    _same_user(actor, _required(fields, "userId", numeric=True))
+    reason = _required(fields, "comments")
     with renamed(reason="comments"):
         await commands.reopen(await context(request, DIALECT), n, reason=reason)
     return success("Ticket has been reopened successfully", ticketId=str(n))
@@ -470,7 +512,8 @@ async def reopen_ticket(request: Request[Any, Any, Any]) -> Reply:
     f"{PREFIX}/ticket_rating",
     status_code=200,
     summary="V8 - Ticket rating",
-    description="Seed 003. Fields: ticketId, userId, ratingValue (1-5).",
+    description="Seed 003. Fields, all mandatory: ticketId, userId (the customer's own), "
+    "ratingValue (1-5).",
     operation_id="helpdesk_v1_ticket_rating",
 )
 async def ticket_rating(request: Request[Any, Any, Any]) -> Reply:
@@ -478,16 +521,8 @@ async def ticket_rating(request: Request[Any, Any, Any]) -> Reply:
     actor = actor_of(request)
     fields = await read_fields(request)
     n = positive_int(fields.get("ticketId"), "ticketId")
-    _same_user(actor, text_field(fields, "userId", numeric=True))
-    raw = fields.get("ratingValue")
-    if raw is None or raw == "":
-        raise InvalidInput("ratingValue is required", field="ratingValue")
-    try:
-        rating = int(str(raw).strip()) if not isinstance(raw, bool) else None
-    except ValueError:
-        rating = None
-    if rating is None:
-        raise InvalidInput("ratingValue must be 1, 2, 3, 4 or 5", field="ratingValue")
+    _same_user(actor, _required(fields, "userId", numeric=True))
+    rating = _rating(fields.get("ratingValue"))
     with renamed(rating="ratingValue"):
         await commands.rate(await context(request, DIALECT), n, rating=rating)
     return success(
@@ -543,9 +578,9 @@ BODIES: dict[str, list[Field]] = {
     "send_message": [
         _TICKET_ID,
         Field("ticketMessage", "string", True, "The message"),
-        Field("sender", "string", False, "admin or user (default: the caller's side)"),
-        Field("sender_name", "string", False, "Shown name (the token's name is recorded)"),
-        Field("showToUser", "string", False, "'true' (default) or 'false' (internal note)"),
+        Field("sender", "string", True, "admin or user (user from an agent: relayed reply)"),
+        Field("sender_name", "string", True, "Sender's name (the credentials' name is recorded)"),
+        Field("showToUser", "string", True, "'true' or 'false' (false: internal note)"),
     ],
     "close_ticket": [
         Field("resolution", "string", False, "How it was resolved (or comments)"),
