@@ -493,3 +493,72 @@ async def test_unknown_and_foreign_and_malformed_ids(client: httpx.AsyncClient, 
     assert_error(await client.get(f"{BASE}/{n}", headers=other), 403)
     assert_error(await client.post(f"{BASE}/{n}", json={"message": "x"}, headers=other), 403)
     assert_error(await client.get(f"{BASE}/abc", headers=me), 400)
+
+
+async def test_an_offset_past_the_64_bit_range_is_400_not_500(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    for path in (BASE, f"{BASE}/ticket-logs"):
+        for offset in (2**63, 10**30):
+            r = await client.get(path, params={"offset": offset}, headers=admin(auth))
+            assert_error(r, 400)
+            assert "offset" in r.json()["message"]
+        r = await client.get(path, params={"offset": 2**63 - 1}, headers=admin(auth))
+        assert r.status_code == 200 and r.json()["data"] == [], r.text
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        (BASE, "keyword=refund&keyword=other"),
+        (BASE, "limit=1&limit=2"),
+        (BASE, "count=true&count=false"),
+        (f"{BASE}/ticket-logs", "offset=0&offset=5"),
+        (f"{BASE}/ticket-logs", "ticketId=1&ticketId=2"),
+    ],
+)
+async def test_a_parameter_given_twice_is_400(
+    client: httpx.AsyncClient, auth: Auth, path: str, query: str
+) -> None:
+    r = await client.get(f"{path}?{query}", headers=admin(auth))
+    assert_error(r, 400)
+    assert "more than once" in r.json()["message"]
+
+
+async def test_a_keyword_over_500_characters_is_400(client: httpx.AsyncClient, auth: Auth) -> None:
+    r = await client.get(BASE, params={"keyword": "refund " * 100}, headers=admin(auth))
+    assert_error(r, 400)
+    assert "keyword" in r.json()["message"]
+
+
+async def test_one_tickets_logs_unknown_is_404_and_another_customers_is_403(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    _, me = customer(auth)
+    n = await raise_ticket(client, me)
+    other = customer(auth)[1]
+    for params in ({"ticketId": n}, {"ticketId": n, "count": 1}):
+        assert_error(await client.get(f"{BASE}/ticket-logs", params=params, headers=other), 403)
+    for who in (me, admin(auth)):
+        r = await client.get(f"{BASE}/ticket-logs", params={"ticketId": 987654321}, headers=who)
+        assert_error(r, 404)
+    assert ok(
+        await client.get(f"{BASE}/ticket-logs", params={"ticketId": n, "count": 1}, headers=me),
+        "Successfully counted ticket logs",
+    ) == {"count": 1}
+
+
+async def test_openapi_documents_the_seed_parameter_types(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+
+    def params(path: str, method: str = "get") -> dict[str, Any]:
+        return {p["name"]: p["schema"] for p in doc["paths"][path][method]["parameters"]}
+
+    listing = params(BASE)
+    assert listing["limit"]["type"] == listing["offset"]["type"] == "integer"
+    assert listing["keyword"]["type"] == "string"
+    assert listing["count"]["type"] == "boolean"
+    logs = params(f"{BASE}/ticket-logs")
+    assert logs["limit"]["type"] == logs["offset"]["type"] == logs["count"]["type"] == "integer"
+    for method in ("get", "post", "put"):
+        assert params(f"{BASE}/{{id}}", method)["id"]["type"] == "integer"

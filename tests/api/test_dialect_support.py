@@ -166,6 +166,7 @@ async def test_seed_details_messages_and_close(client: httpx.AsyncClient, auth: 
         "content": added["content"],
         "timestamp": added["timestamp"],
         "attachments": [],
+        "visibility": "public",
     }
 
     closed = data_of(
@@ -334,3 +335,97 @@ async def test_a_malformed_ticket_id_is_400(client: httpx.AsyncClient, auth: Aut
 async def test_every_64_bit_id_is_a_ticket_id(client: httpx.AsyncClient, auth: Auth) -> None:
     for big in ("1000000000000000000", "ticket_9223372036854775807"):
         assert_error(await client.get(f"/support/tickets/{big}", headers=customer(auth)[1]), 404)
+
+
+async def test_staff_can_tell_internal_notes_from_replies(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    _, me = customer(auth)
+    tid = (await create(client, me))["ticketId"]
+    r = await client.post(
+        f"/v1/tickets/{tid[7:]}/messages",
+        json={"body": "check the ledger first", "visibility": "internal"},
+        headers=agent(auth),
+    )
+    assert r.status_code == 201, r.text
+    data_of(
+        await client.post(f"/support/tickets/{tid}/messages", json={"message": "hi"}, headers=me)
+    )
+    staff = data_of(await client.get(f"/support/tickets/{tid}", headers=agent(auth)))
+    assert [(m["content"], m["visibility"]) for m in staff["messages"]] == [
+        ("check the ledger first", "internal"),
+        ("hi", "public"),
+    ]
+    mine = data_of(await client.get(f"/support/tickets/{tid}", headers=me))
+    assert [(m["content"], m["visibility"]) for m in mine["messages"]] == [("hi", "public")]
+
+
+async def test_a_page_past_the_64_bit_range_is_400_not_500(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    me = customer(auth)[1]
+    for page in (10**30, 2**63 // 20 + 2):
+        body = assert_error(
+            await client.get("/support/tickets", params={"page": page}, headers=me), 400
+        )
+        assert "page" in body["error"]["message"]
+    # the last page the database can skip to is still a (empty) page
+    assert (
+        data_of(
+            await client.get(
+                "/support/tickets", params={"page": 2**63 // 20, "limit": 20}, headers=me
+            )
+        )
+        == []
+    )
+
+
+async def test_a_filter_given_twice_is_400(client: httpx.AsyncClient, auth: Auth) -> None:
+    me = customer(auth)[1]
+    for query in ("status=Open&status=Closed", "priority=Low&priority=High", "page=1&page=2"):
+        body = assert_error(await client.get(f"/support/tickets?{query}", headers=me), 400)
+        assert "more than once" in body["error"]["message"]
+
+
+async def test_missing_mandatory_fields_name_the_field(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    _, me = customer(auth)
+    for field in ("subject", "description", "categoryId"):
+        body = {k: v for k, v in SEED_CREATE.items() if k != field}
+        err = assert_error(await client.post("/support/tickets", json=body, headers=me), 400)
+        assert field in err["error"]["message"]
+    tid = (await create(client, me))["ticketId"]
+    err = assert_error(
+        await client.post(f"/support/tickets/{tid}/messages", json={"attachments": []}, headers=me),
+        400,
+    )
+    assert "message" in err["error"]["message"]
+
+
+async def test_openapi_documents_the_seed_fields(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+
+    def body_schema(path: str) -> dict[str, Any]:
+        body = doc["paths"][path]["post"]["requestBody"]
+        schema = body["content"]["application/json"]["schema"]
+        ref = next(s for s in (schema, *schema.get("oneOf", [])) if "$ref" in s)["$ref"]
+        return schemas[ref.rsplit("/", 1)[-1]]  # type: ignore[no-any-return]
+
+    # the seed's "Required: Yes" fields
+    assert set(body_schema("/support/tickets")["required"]) == {
+        "subject",
+        "description",
+        "categoryId",
+    }
+    assert body_schema("/support/tickets/{ticketId}/messages")["required"] == ["message"]
+    # close: resolution is optional, and so is the body that carries it
+    assert (
+        doc["paths"]["/support/tickets/{ticketId}/close"]["post"]["requestBody"]["required"]
+        is False
+    )
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/support/tickets"]["get"]["parameters"]}
+    assert params["page"]["type"] == params["limit"]["type"] == "integer"  # "number" in the seed
+    assert "In Progress" in params["status"]["enum"]
+    assert "Critical" in params["priority"]["enum"]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post, put
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.openapi.spec import OpenAPIType
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from domain.errors import InvalidInput
 from domain.events import STATUSES, Actor, ExternalAttachment, Status
@@ -42,6 +43,79 @@ DIALECT = "backend"
 BASE = "/backend/api/support-ticket"
 STATUS_CODES: dict[Status, int] = {s: i for i, s in enumerate(STATUSES, start=1)}
 _CODES_STATUS: dict[int, Status] = {i: s for s, i in STATUS_CODES.items()}
+MAX_OFFSET = 2**63 - 1  # the database's bigint
+KEYWORD_MAX = 500  # as the native API's q
+LIST_PARAMS = ("limit", "offset", "keyword", "count")
+LOG_PARAMS = ("limit", "offset", "count", "ticketId")
+
+
+def _documented(kind: OpenAPIType, description: str, **extra: Any) -> dict[str, Any]:
+    """What a parameter read as text (so its errors are the dialect's own) is documented
+    as: the type the seed gives it."""
+    return {"description": description, "schema_extra": {"one_of": None, "type": kind, **extra}}
+
+
+LimitParam = Annotated[
+    str | None,
+    QueryParameter(
+        **_documented(
+            OpenAPIType.INTEGER, "Limit the number of results (default 20, at most 100)", minimum=1
+        )
+    ),
+]
+OffsetParam = Annotated[
+    str | None,
+    QueryParameter(
+        **_documented(OpenAPIType.INTEGER, "The offset from where to start the results", minimum=0)
+    ),
+]
+KeywordParam = Annotated[
+    str | None,
+    QueryParameter(
+        **_documented(
+            OpenAPIType.STRING, "Search keyword (full text) for filtering tickets", maxLength=500
+        )
+    ),
+]
+CountFlag = Annotated[
+    str | None,
+    QueryParameter(
+        **_documented(
+            OpenAPIType.BOOLEAN, "true: data is {count: N}, the number of tickets matching"
+        )
+    ),
+]
+CountInt = Annotated[
+    str | None,
+    QueryParameter(
+        **_documented(OpenAPIType.INTEGER, "Not 0: data is {count: N}, the number of logs")
+    ),
+]
+TicketIdParam = Annotated[
+    str | None,
+    QueryParameter(
+        **_documented(OpenAPIType.INTEGER, "Only this ticket's logs (not in the seed)", minimum=1)
+    ),
+]
+TicketIdPath = Annotated[
+    str, PathParameter(**_documented(OpenAPIType.INTEGER, "Ticket ID", minimum=1))
+]
+
+
+def one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
+    """``?keyword=a&keyword=b`` would silently use its last value: refuse it."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name in names:
+            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
+        seen.add(name)
+
+
+def offset_param(value: str | None) -> int:
+    n = int_param(value, "offset", default=0, minimum=0)
+    if n > MAX_OFFSET:
+        raise InvalidInput(f"offset must be at most {MAX_OFFSET}", field="offset")
+    return n
 
 
 class Envelope(msgspec.Struct):
@@ -317,10 +391,10 @@ def _status(value: int | str | None) -> Status:
 )
 async def list_tickets(
     request: Request[Any, Any, Any],
-    limit: FromQuery[str | None] = None,
-    offset: FromQuery[str | None] = None,
-    keyword: FromQuery[str | None] = None,
-    count: FromQuery[str | None] = None,
+    limit: LimitParam = None,
+    offset: OffsetParam = None,
+    keyword: KeywordParam = None,
+    count: CountFlag = None,
 ) -> Envelope:
     commands = commands_of(request)
     pool = pool_of(request)
@@ -329,9 +403,12 @@ async def list_tickets(
     from projections.queries import list_tickets as query
 
     actor = actor_of(request)
+    one_value_each(request, LIST_PARAMS)
+    if keyword is not None and len(keyword) > KEYWORD_MAX:
+        raise InvalidInput(f"keyword must be at most {KEYWORD_MAX} characters", field="keyword")
     f = TicketFilter(q=keyword or None, requester=actor.id if actor.role == "customer" else None)
     limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
-    offset_n = int_param(offset, "offset", default=0, minimum=0)
+    offset_n = offset_param(offset)
     want_count = flag(count, "count")
     await wait_fresh(request)
     now = commands.clock()
@@ -375,25 +452,32 @@ async def list_tickets(
 )
 async def ticket_logs(
     request: Request[Any, Any, Any],
-    limit: FromQuery[str | None] = None,
-    offset: FromQuery[str | None] = None,
-    count: FromQuery[str | None] = None,
-    ticketId: FromQuery[str | None] = None,
+    limit: LimitParam = None,
+    offset: OffsetParam = None,
+    count: CountInt = None,
+    ticketId: TicketIdParam = None,
 ) -> Envelope:
     pool = pool_of(request)
     from projections.queries import count_logs, list_logs
 
     actor = actor_of(request)
+    one_value_each(request, LOG_PARAMS)
     customer = actor.role == "customer"
+    ticket_id = positive_int(ticketId, "ticketId") if ticketId else None
+    limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
+    offset_n = offset_param(offset)
+    want_count = flag(count, "count")
+    if ticket_id is not None:
+        # one ticket's logs: an unknown ticket is 404 and another customer's 403, as
+        # everywhere else a ticket is named
+        await load_readable(commands_of(request), ticket_id, actor)
     scope: dict[str, Any] = {
-        "ticket_id": positive_int(ticketId, "ticketId") if ticketId else None,
+        "ticket_id": ticket_id,
         "requester": actor.id if customer else None,
         "public_only": customer,
     }
-    limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
-    offset_n = int_param(offset, "offset", default=0, minimum=0)
     await wait_fresh(request)
-    if flag(count, "count"):
+    if want_count:
         return ok("Successfully counted ticket logs", {"count": await count_logs(pool, **scope)})
     rows = await list_logs(pool, limit=limit_n, offset=offset_n, **scope)
     data = []
@@ -429,7 +513,7 @@ async def ticket_logs(
 )
 async def get_ticket(
     request: Request[Any, Any, Any],
-    id: FromPath[str],
+    id: TicketIdPath,
 ) -> Envelope:
     commands = commands_of(request)
     pool = pool_of(request)
@@ -455,7 +539,7 @@ async def get_ticket(
 )
 async def add_message(
     request: Request[Any, Any, Any],
-    id: FromPath[str],
+    id: TicketIdPath,
     data: JSONBody[AddMessage],
 ) -> Envelope:
     commands = commands_of(request)
@@ -501,7 +585,7 @@ async def add_message(
 )
 async def update_status(
     request: Request[Any, Any, Any],
-    id: FromPath[str],
+    id: TicketIdPath,
     data: JSONBody[UpdateStatus],
 ) -> Envelope:
     commands = commands_of(request)

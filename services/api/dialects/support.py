@@ -7,11 +7,13 @@ or not, is the ``{success, statusCode, data, error}`` envelope.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.openapi.spec import OpenAPIType, Operation, RequestBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from domain.errors import InvalidInput
 from domain.events import Priority, Status
@@ -56,6 +58,50 @@ _PRIORITY_IN: dict[str, Priority] = {
     **{v.lower(): k for k, v in PRIORITY_OUT.items()},
     **{k: k for k in PRIORITY_OUT},
 }
+
+
+MAX_OFFSET = 2**63 - 1  # rows skipped by a page: the database's bigint
+LIST_PARAMS = ("status", "priority", "page", "limit")
+
+
+def _documented(kind: OpenAPIType, description: str, **extra: Any) -> QueryParameter:
+    """A query parameter read as text (so its errors are the dialect's own), documented
+    with the type the seed gives it."""
+    return QueryParameter(
+        description=description, schema_extra={"one_of": None, "type": kind, **extra}
+    )
+
+
+StatusParam = Annotated[
+    str | None,
+    _documented(
+        OpenAPIType.STRING,
+        "Filter by status",
+        enum=["Open", "In Progress", "On Hold", "Resolved", "Closed"],
+    ),
+]
+PriorityParam = Annotated[
+    str | None,
+    _documented(
+        OpenAPIType.STRING, "Filter by priority", enum=["Low", "Medium", "High", "Critical"]
+    ),
+]
+PageParam = Annotated[
+    str | None, _documented(OpenAPIType.INTEGER, "Page number (default: 1)", minimum=1)
+]
+LimitParam = Annotated[
+    str | None,
+    _documented(OpenAPIType.INTEGER, "Items per page (default: 20, at most 100)", minimum=1),
+]
+
+
+def one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
+    """``?status=Open&status=Closed`` would silently list by its last value: refuse it."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen and name in names:
+            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
+        seen.add(name)
 
 
 def tid(n: int) -> str:
@@ -104,20 +150,29 @@ class ErrorEnvelope(msgspec.Struct):
     error: ErrorInfo
 
 
+@dataclass
+class OptionalBody(Operation):
+    """An operation whose JSON body may be left out (close: the seed requires nothing)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False
+
+
 def ok(data: Any) -> Envelope:
     return Envelope(success=True, statusCode=200, data=data, error=None)
 
 
 class CreateTicket(msgspec.Struct):
-    subject: str | None = None
-    description: str | None = None
-    categoryId: str | int | None = None
+    subject: str  # required, as the seed's table says
+    description: str
+    categoryId: str | int
     priority: str | None = None
     attachments: list[str] = []
 
 
 class AddMessage(msgspec.Struct):
-    message: str | None = None
+    message: str  # required, as the seed's table says
     attachments: list[str] = []
 
 
@@ -148,6 +203,8 @@ class MessageOut(msgspec.Struct):
     content: str
     timestamp: str
     attachments: list[str] = []
+    # Not in the seed: staff see internal notes too, and must be able to tell them apart.
+    visibility: str = "public"
 
 
 class TicketDetails(msgspec.Struct):
@@ -191,6 +248,7 @@ def _message(m: Message) -> MessageOut:
         content=m.body,
         timestamp=iso_z(m.created_at) or "",
         attachments=list(m.attachments),
+        visibility=m.visibility,
     )
 
 
@@ -227,10 +285,6 @@ async def create_ticket(
     data: JSONBody[CreateTicket],
 ) -> Envelope:
     commands = commands_of(request)
-    if data.subject is None:
-        raise InvalidInput("subject is required", field="subject")
-    if data.description is None:
-        raise InvalidInput("description is required", field="description")
     category_id = positive_int(data.categoryId, "categoryId", prefix="category")
     priority = parse_priority(data.priority) if data.priority else None
     with renamed(category_id="categoryId"):
@@ -264,10 +318,10 @@ async def create_ticket(
 )
 async def list_tickets(
     request: Request[Any, Any, Any],
-    status: FromQuery[str | None] = None,
-    priority: FromQuery[str | None] = None,
-    page: FromQuery[str | None] = None,
-    limit: FromQuery[str | None] = None,
+    status: StatusParam = None,
+    priority: PriorityParam = None,
+    page: PageParam = None,
+    limit: LimitParam = None,
 ) -> Envelope:
     commands = commands_of(request)
     pool = pool_of(request)
@@ -276,8 +330,12 @@ async def list_tickets(
     from projections.queries import list_tickets as query
 
     actor = actor_of(request)
+    one_value_each(request, LIST_PARAMS)
     page_n = int_param(page, "page", default=1, minimum=1)
     limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
+    if (page_n - 1) * limit_n > MAX_OFFSET:
+        last = MAX_OFFSET // limit_n + 1
+        raise InvalidInput(f"page must be at most {last} with limit {limit_n}", field="page")
     f = TicketFilter(
         status=parse_status(status) if status else None,
         priority=parse_priority(priority) if priority else None,
@@ -339,8 +397,6 @@ async def add_message(
 ) -> Envelope:
     commands = commands_of(request)
     n = positive_int(ticketId, "ticketId", prefix="ticket")
-    if data.message is None:
-        raise InvalidInput("message is required", field="message")
     with renamed(body="message"):
         result = await commands.post_message(
             await context(request, DIALECT),
@@ -364,8 +420,9 @@ async def add_message(
     "/support/tickets/{ticketId:str}/close",
     status_code=200,
     summary="Close a ticket",
-    description="Seed 002. Optional resolution text.",
+    description="Seed 002. Optional resolution text; the body may be left out.",
     operation_id="support_close_ticket",
+    operation_class=OptionalBody,
 )
 async def close_ticket(
     request: Request[Any, Any, Any],
