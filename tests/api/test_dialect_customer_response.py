@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import httpx
@@ -213,3 +214,85 @@ async def test_unknown_ticket_is_404(client: httpx.AsyncClient, basic_user: Basi
         auth=await basic_user("agent"),
     )
     assert_error(r, 404)
+
+
+async def test_a_date_before_1970_is_400_and_appends_nothing(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    basic_user: BasicUser,
+    event_count: Callable[[], Awaitable[int]],
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    before = await event_count()
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        json={"body": "x", "date": "1969-12-31 23:59"},
+        auth=await basic_user("agent"),
+    )
+    assert_error(r, 400)
+    assert "date" in r.json()["message"]
+    assert await event_count() == before
+
+
+@pytest.mark.parametrize(
+    ("zone", "date"),
+    [
+        # reads back from PostgreSQL as asyncpg's naive -infinity: every later read of the
+        # ticket failed and the projections stopped on it
+        ("UTC", "0001-01-01 00:00"),
+        ("Europe/Warsaw", "0001-01-01 00:00"),  # overflowed when moved to UTC: was a 500
+        ("America/New_York", "9999-12-31 23:59"),  # likewise
+    ],
+    ids=["first-instant-utc", "year-1-east-of-utc", "year-9999-west-of-utc"],
+)
+async def test_a_date_at_the_ends_of_the_calendar_is_400_and_the_ticket_stays_readable(
+    auth: Auth, start_live_server: Callable[..., Awaitable[Any]], zone: str, date: str
+) -> None:
+    server = await start_live_server(timezone=zone)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        _, me = customer(auth)
+        ticket_id = await raise_ticket(c, me)
+        r = await c.post(
+            f"/api/tickets/{ticket_id}/customer_response",
+            json={"body": "from the dawn of time", "date": date},
+            headers=me,
+        )
+        assert_error(r, 400)
+        assert "date" in r.json()["message"]
+        assert (await details(c, ticket_id, me))["ticketMessage"] == []
+        r = await c.post(
+            f"/api/tickets/{ticket_id}/customer_response",
+            json={"body": "later", "date": "2014-07-14 12:34"},
+            headers=me,
+        )
+        assert r.status_code == 200, r.text
+        [msg] = (await details(c, ticket_id, me))["ticketMessage"]
+        assert msg["message"] == "later"
+
+
+async def test_a_file_in_a_multipart_reply_is_400_not_silently_dropped(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    basic_user: BasicUser,
+    event_count: Callable[[], Awaitable[int]],
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    url = f"/api/tickets/{ticket_id}/customer_response"
+    creds = await basic_user("agent")
+    before = await event_count()
+    r = await client.post(
+        url,
+        data={"body": "see the attached log"},
+        files={"attachment": ("router.log", b"link down", "text/plain")},
+        auth=creds,
+    )
+    assert_error(r, 400)
+    assert "attachment" in r.json()["message"] and "file" in r.json()["message"]
+    assert await event_count() == before
+    # a multipart body of plain fields is still a reply
+    r = await client.post(url, files={"body": (None, "multipart works")}, auth=creds)
+    assert r.status_code == 200, r.text
+    [msg] = (await details(client, ticket_id, me))["ticketMessage"]
+    assert msg["message"] == "multipart works"

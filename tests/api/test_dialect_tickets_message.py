@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import httpx
@@ -146,3 +146,39 @@ async def test_unknown_ticket_is_404(client: httpx.AsyncClient, auth: Auth) -> N
         headers=customer(auth),
     )
     assert_error(r, 404)
+
+
+async def test_the_openapi_document_says_both_fields_are_required(
+    client: httpx.AsyncClient,
+) -> None:
+    """Seed 000: ticketId (int32, required), text (string, required); neither is nullable."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    ref = doc["paths"]["/api/tickets/message"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["schema"]["$ref"]
+    schema = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert sorted(schema["required"]) == ["text", "ticketId"]
+    ticket_types = {s["type"] for s in schema["properties"]["ticketId"]["oneOf"]}
+    assert ticket_types == {"integer", "string"}
+    assert schema["properties"]["text"]["type"] == "string"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({"ticketId": None, "text": "x"}, "ticketId"), ({"ticketId": "{t}", "text": None}, "text")],
+    ids=["null-ticketId", "null-text"],
+)
+async def test_a_null_required_field_is_400_naming_it_and_appends_nothing(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    event_count: Callable[[], Awaitable[int]],
+    payload: dict[str, object],
+    field: str,
+) -> None:
+    me = customer(auth)
+    n = await raise_ticket(client, me)
+    payload = {k: str(n) if v == "{t}" else v for k, v in payload.items()}
+    before = await event_count()
+    r = await client.post("/api/tickets/message", json=payload, headers=me)
+    assert field in str(assert_error(r, 400)["message"])
+    assert await event_count() == before

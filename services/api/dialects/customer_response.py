@@ -1,14 +1,16 @@
 """Dialect ``customer_response`` (seed 001): a customer's reply posted by an integration.
 
 ``POST /api/tickets/{id}/customer_response`` with ``body``, ``body_type`` (HTML|PLAIN,
-default HTML) and an optional ``date`` ("YYYY-MM-DD HH:MM", local to TICKETING_TIMEZONE)
-kept as the event's occurred-at. The author is always the ticket's requester; the
-answer is 200 with an empty body. Meant for HTTP Basic API users, Bearer works too.
+default HTML) and an optional ``date`` ("YYYY-MM-DD HH:MM", local to TICKETING_TIMEZONE,
+from 1970 on) kept as the event's occurred-at. The author is always the ticket's
+requester; the answer is 200 with an empty body. Meant for HTTP Basic API users, Bearer
+works too. A multipart body may not carry files (they would be lost): 400.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -32,6 +34,12 @@ from services.api.errors import register_renderer
 DIALECT = "customer_response"
 _PATH = re.compile(r"^/api/tickets/[^/]+/customer_response/?$")
 _BODY_TYPES: dict[str, BodyType] = {"html": "html", "plain": "plain"}
+_DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
+# The earliest reply date taken: nothing older can answer a ticket kept here, and the
+# extremes of the calendar are not storable times (0001-01-01 00:00 UTC reads back from
+# PostgreSQL as asyncpg's naive -infinity, which no fold can order; a date at either end
+# of the calendar overflows when moved from TICKETING_TIMEZONE to UTC).
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ErrorBody(msgspec.Struct):
@@ -43,8 +51,9 @@ class ErrorBody(msgspec.Struct):
     status_code=200,
     summary="Add the customer's reply to a ticket",
     description="Seed 001. Body fields (JSON or form): body (required), body_type HTML|PLAIN "
-    "(default HTML), date 'YYYY-MM-DD HH:MM' (optional, local time). The reply is "
-    "authored by the ticket's requester. 200 with an empty body.",
+    "(default HTML), date 'YYYY-MM-DD HH:MM' (optional, local time, from 1970 until now). "
+    "No files (upload them with POST /v1/attachments). The reply is authored by the "
+    "ticket's requester. 200 with an empty body.",
     operation_id="customer_response_add",
     media_type=MediaType.TEXT,
 )
@@ -56,6 +65,7 @@ async def customer_response(
     settings = settings_of(request)
     tid = positive_int(id, "id")
     fields = await read_fields(request)
+    await _refuse_files(request)
     body = text_field(fields, "body", required=True)
     assert body is not None
     raw_type = (text_field(fields, "body_type") or "HTML").strip().lower()
@@ -65,16 +75,39 @@ async def customer_response(
     ctx = await context(request, DIALECT)
     date = text_field(fields, "date")
     if date is not None:
-        occurred = parse_local(
-            date,
-            ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"),
-            settings.timezone,
-            "date",
-            "2014-07-14 12:34",
-        )
-        ctx = msgspec.structs.replace(ctx, occurred_at=occurred)
+        ctx = msgspec.structs.replace(ctx, occurred_at=_reply_date(date, settings.timezone))
     await commands.post_message(ctx, tid, body=body, body_type=body_type, as_requester=True)
     return Response(content=b"", status_code=200, media_type=MediaType.TEXT)
+
+
+def _reply_date(text: str, zone: str) -> datetime:
+    """``date``: local time in TICKETING_TIMEZONE, from 1970 on (the service refuses
+    times ahead of its clock)."""
+    try:
+        at = parse_local(text, _DATE_FORMATS, zone, "date", "2014-07-14 12:34")
+    except OverflowError:
+        at = None
+    if at is None or at < _EARLIEST:
+        raise InvalidInput(
+            f"date {text.strip()} is out of range; give a time from 1970 until now, "
+            "e.g. 2014-07-14 12:34",
+            field="date",
+        )
+    return at
+
+
+async def _refuse_files(request: Request[Any, Any, Any]) -> None:
+    """A file sent in a multipart body would be dropped without a word: say so instead."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "multipart/form-data":
+        return
+    for name, value in (await request.form()).multi_items():
+        if not isinstance(value, str):
+            raise InvalidInput(
+                f"{name}: a reply takes no files; send body (and body_type, date) as form "
+                "fields or JSON",
+                field=name,
+            )
 
 
 def render_error(
@@ -92,7 +125,12 @@ register_renderer(DIALECT, _matches, render_error)
 BODY = [
     Field("body", "string", True, "Treść odpowiedzi: the reply (HTML is sanitised)"),
     Field("body_type", "string", False, "Typ odpowiedzi: HTML (default) or PLAIN"),
-    Field("date", "string", False, "Data odpowiedzi: 'YYYY-MM-DD HH:MM', local time"),
+    Field(
+        "date",
+        "string",
+        False,
+        "Data odpowiedzi: 'YYYY-MM-DD HH:MM', local time, from 1970 until now",
+    ),
 ]
 
 router = Router(

@@ -8,7 +8,6 @@ import msgspec
 from litestar import Request, Response, Router, post
 from litestar.params import JSONBody
 
-from domain.errors import InvalidInput
 from services.api.deps import commands_of
 from services.api.dialects._common import (
     context,
@@ -25,10 +24,11 @@ PATH = "/api/tickets/message"
 
 
 class AddMessage(msgspec.Struct):
-    """``ticketId`` is documented as int32 but the seed's example sends "123456": both work."""
+    """Both fields are required (seed 000). ``ticketId`` is documented as int32 but the
+    seed's example sends "123456": both work."""
 
-    ticketId: int | str | None = None
-    text: str | None = None
+    ticketId: int | str
+    text: str
 
 
 class MessageAdded(msgspec.Struct):
@@ -58,8 +58,6 @@ async def add_message(
 ) -> MessageAdded:
     commands = commands_of(request)
     ticket_id = positive_int(data.ticketId, "ticketId")
-    if data.text is None:
-        raise InvalidInput("text is required", field="text")
     with renamed(body="text"):
         result = await commands.post_message(
             await context(request, DIALECT), ticket_id, body=data.text, body_type="plain"
