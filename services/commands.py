@@ -68,6 +68,9 @@ MAX_ATTEMPTS = 8
 # instead of failing whoever keeps losing the race.
 OPTIMISTIC_ATTEMPTS = 3
 CLIENT_CLOCK_SKEW = timedelta(minutes=5)  # tolerated lead of a client-supplied time
+# The earliest client-supplied time taken: older mail is not a reply to a ticket kept here,
+# and 0001-01-01 00:00 UTC reads back from PostgreSQL as -infinity, which no fold orders.
+EARLIEST_CLIENT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 # Ticket and message ids are taken from their sequences this many at a time (one round
 # trip per block).
 TICKET_ID_BLOCK = 16
@@ -485,6 +488,8 @@ class CommandService:
         ticket's history. A lead within the clock skew is recorded as now."""
         if at > now + CLIENT_CLOCK_SKEW:
             raise InvalidInput("the date lies in the future", field="date")
+        if at < EARLIEST_CLIENT_TIME:
+            raise InvalidInput("the date lies before 1970", field="date")
         return min(at, now)
 
     def _idempotency_record(

@@ -329,6 +329,20 @@ async def test_v2_post_with_from_and_to_dates(client: httpx.AsyncClient, auth: A
     )
 
 
+async def test_v2_dates_at_the_end_of_the_calendar_are_400_not_500(
+    auth: Auth, start_live_server: Callable[..., Awaitable[Any]]
+) -> None:
+    # west of UTC, the last minute of year 9999 lies past the calendar's end in UTC
+    server = await start_live_server(timezone="America/New_York", project=False)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        sub, me = customer(auth)
+        for name in ("fromDate", "toDate"):
+            r = await c.post(
+                f"/api/v1/get_tickets/{sub}", data={name: "31-12-9999 23:59"}, headers=me
+            )
+            assert name in assert_error(r, 400)
+
+
 async def test_v2_user_zero_is_for_staff_only(client: httpx.AsyncClient, auth: Auth) -> None:
     sub, me = customer(auth)
     assert "agents" in assert_error(await client.get("/api/v1/get_tickets/0", headers=me), 403)

@@ -332,6 +332,13 @@ async def test_a_client_time_in_the_future_is_refused_and_a_past_one_keeps_updat
             body="from the future",
         )
     assert await fresh_pool.fetchval("SELECT count(*) FROM events") == before
+    # before 1970: refused for every caller (0001-01-01 UTC would read back as -infinity)
+    for ancient in (datetime(1969, 12, 31, 23, 59, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC)):
+        with pytest.raises(InvalidInput, match="1970"):
+            await svc.post_message(
+                Context(actor=CUSTOMER, occurred_at=ancient), tid, body="ancient"
+            )
+    assert await fresh_pool.fetchval("SELECT count(*) FROM events") == before
     past = datetime(2014, 7, 14, 12, 34, tzinfo=UTC)
     r = await svc.post_message(Context(actor=CUSTOMER, occurred_at=past), tid, body="old mail")
     assert r.ticket.messages[-1].created_at == past

@@ -162,7 +162,10 @@ def parse_local(
             naive = datetime.strptime(text, fmt)
         except ValueError:
             continue
-        return naive.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+        try:
+            return naive.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+        except OverflowError:  # the ends of the calendar, moved across the zone's offset
+            raise InvalidInput(f"{name} {text} is out of range", field=name) from None
     raise InvalidInput(f"{name} must look like {example}", field=name)
 
 

@@ -83,11 +83,8 @@ async def customer_response(
 def _reply_date(text: str, zone: str) -> datetime:
     """``date``: local time in TICKETING_TIMEZONE, from 1970 on (the service refuses
     times ahead of its clock)."""
-    try:
-        at = parse_local(text, _DATE_FORMATS, zone, "date", "2014-07-14 12:34")
-    except OverflowError:
-        at = None
-    if at is None or at < _EARLIEST:
+    at = parse_local(text, _DATE_FORMATS, zone, "date", "2014-07-14 12:34")
+    if at < _EARLIEST:
         raise InvalidInput(
             f"date {text.strip()} is out of range; give a time from 1970 until now, "
             "e.g. 2014-07-14 12:34",
