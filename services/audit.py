@@ -22,6 +22,7 @@ import asyncpg
 import msgspec
 
 from domain.errors import InvalidInput, TicketNotFound
+from domain.events import EVENT_TYPES
 from domain.ticket import Ticket, fold
 from services.commands import CommandService
 from services.db import SERVER_SETTINGS
@@ -57,6 +58,33 @@ class AuditEvent(msgspec.Struct, frozen=True):
     recorded_at: datetime
     hash: str
     prev_hash: str | None
+
+
+def audit_event_of_row(row: asyncpg.Record, *, raw: bool = False) -> AuditEvent:
+    """The audit shape of a stored event row, without decoding its payload into a domain
+    event: auditors must be able to read (and export) a row that no longer decodes, an
+    altered one above all, to see what it holds."""
+    data_raw, meta_raw = row["data"], row["metadata"]
+    if raw:
+        data: Any = msgspec.Raw(data_raw.encode())
+        meta: Any = msgspec.Raw(meta_raw.encode())
+    else:
+        data = msgspec.json.decode(data_raw)
+        meta = msgspec.json.decode(meta_raw)
+    prev = row["prev_hash"]
+    return AuditEvent(
+        position=row["position"],
+        stream_id=row["stream_id"],
+        version=row["version"],
+        type=row["type"],
+        schema=row["schema"],
+        data=data,
+        metadata=meta,
+        occurred_at=row["occurred_at"],
+        recorded_at=row["recorded_at"],
+        hash=bytes(row["hash"]).hex(),
+        prev_hash=None if prev is None else bytes(prev).hex(),
+    )
 
 
 def audit_event(e: RecordedEvent, *, raw: bool = False) -> AuditEvent:
@@ -134,7 +162,7 @@ async def feed(
     rows = await pool.fetch(
         _FEED_SQL, checkpoint[0], checkpoint[1], limit, list(types) if types else None, since, until
     )
-    items = [audit_event(row_to_event(r)) for r in rows]
+    items = [audit_event_of_row(r) for r in rows]
     return FeedPage(
         items=items,
         next_cursor=items[-1].position if items else after,
@@ -147,6 +175,16 @@ async def feed(
 
 def _store(source: CommandService | asyncpg.Pool) -> EventStore:
     return source.store if isinstance(source, CommandService) else EventStore(source)
+
+
+async def raw_ticket_events(pool: asyncpg.Pool, ticket_id: int) -> list[AuditEvent]:
+    """A ticket's stored events as auditors see them (not decoded: see audit_event_of_row)."""
+    rows = await pool.fetch(
+        f"SELECT {COLUMNS} FROM events WHERE stream_id = $1 ORDER BY version", ticket_id
+    )
+    if not rows:
+        raise TicketNotFound(f"ticket {ticket_id} not found")
+    return [audit_event_of_row(r) for r in rows]
 
 
 async def ticket_events(
@@ -215,7 +253,7 @@ _encoder = msgspec.json.Encoder()
 
 async def _iter_events(
     conn: asyncpg.Connection, ticket: int | None, since: datetime | None
-) -> AsyncIterator[RecordedEvent]:
+) -> AsyncIterator[asyncpg.Record]:
     """All committed events (of one ticket, recorded since a moment), streamed by a cursor.
 
     Ordered by (transaction_id, position): commit order, as the feed.
@@ -232,7 +270,7 @@ async def _iter_events(
     sql = f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(clauses)} ORDER BY {order}"
     async with conn.transaction(readonly=True, isolation="repeatable_read"):
         async for row in conn.cursor(sql, *args, prefetch=5000):
-            yield row_to_event(row)
+            yield row
 
 
 async def export(
@@ -244,8 +282,8 @@ async def export(
     binary = isinstance(out, io.BufferedIOBase | io.RawIOBase) or "b" in getattr(out, "mode", "")
     try:
         buf: list[bytes] = []
-        async for e in _iter_events(conn, ticket, since):
-            buf.append(_encoder.encode(audit_event(e, raw=True)))
+        async for row in _iter_events(conn, ticket, since):
+            buf.append(_encoder.encode(audit_event_of_row(row, raw=True)))
             n += 1
             if len(buf) >= 1000:
                 _write(out, buf, binary)
@@ -289,12 +327,14 @@ class VerifyReport(msgspec.Struct):
         return not self.problems
 
     def summary(self) -> str:
+        compared = ", ".join(f"{t} {n} rows" for t, n in sorted(self.tables.items()))
         lines = [
             f"hash chains: {self.streams} streams, {self.events} events "
             f"checked in {self.chain_seconds:.1f}s",
-            "projections: "
-            + (", ".join(f"{t} {n} rows" for t, n in sorted(self.tables.items())) or "not compared")
-            + f" compared with a fresh replay in {self.projection_seconds:.1f}s",
+            f"projections: {compared} compared with a fresh replay in "
+            f"{self.projection_seconds:.1f}s"
+            if compared
+            else "projections: not compared",
         ]
         if self.not_replayed:
             lines.append(
@@ -331,6 +371,8 @@ async def verify_chains(conn: asyncpg.Connection, report: VerifyReport) -> None:
                     )
                 )
                 return
+        if broken:  # reported as undecodable; its head cannot be compared
+            return
         head = heads.get(stream_id)
         last = events[-1] if events else None
         if last is not None and head != (last.version, last.hash):
@@ -369,12 +411,15 @@ async def verify_chains(conn: asyncpg.Connection, report: VerifyReport) -> None:
                 events.append(row_to_event(row))
             except Exception as exc:  # a payload altered into something undecodable
                 broken = True
+                why = str(exc)
+                if row["type"] not in EVENT_TYPES:
+                    why = f"{row['type']!r} is not an event type"
                 report.problems.append(
                     Problem(
                         kind="decode",
                         message=(
                             f"ticket {sid}: event version {row['version']} (position "
-                            f"{row['position']}) cannot be decoded: {exc}"
+                            f"{row['position']}) cannot be decoded: {why}"
                         ),
                         ticket=sid,
                         position=row["position"],
@@ -652,7 +697,30 @@ async def verify(dsn: str, *, projections: bool = True) -> VerifyReport:
     report.chain_seconds = time.perf_counter() - started
     if projections:
         started = time.perf_counter()
-        await verify_projections(dsn, report)
+        if any(p.kind == "decode" for p in report.problems):
+            # a replay would stop at the first such event: say so, do not crash on it
+            report.problems.append(
+                Problem(
+                    kind="projection",
+                    message=(
+                        "projections were not compared with a replay: the log holds "
+                        "events that cannot be decoded (listed above)"
+                    ),
+                )
+            )
+        else:
+            try:
+                await verify_projections(dsn, report)
+            except Exception as exc:  # e.g. an event altered after the chains were read
+                report.problems.append(
+                    Problem(
+                        kind="projection",
+                        message=(
+                            "projections could not be compared with a replay of the log: "
+                            f"{type(exc).__name__}: {exc}"
+                        ),
+                    )
+                )
         report.projection_seconds = time.perf_counter() - started
     return report
 

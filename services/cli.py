@@ -68,9 +68,24 @@ async def _migrate_when_reachable(dsn: str, wait_s: float) -> list[str]:
             await asyncio.sleep(1.0)
 
 
+MAX_ID = 2**63 - 1  # ticket ids are bigint
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from services.tokens import issue_token
 
+    # What the API would refuse (services/tokens.verify_token), refused here, not printed.
+    if not args.sub.strip():
+        return _die("--sub must not be empty: it is the id of the user the token names")
+    for flag, value in (("--sub", args.sub), ("--name", args.name)):
+        if value is not None and _has_control(value):
+            return _die(f"{flag} must not contain control characters")
+    if args.ttl <= 0:
+        return _die(f"--ttl must be a positive number of seconds, not {args.ttl}")
     if not settings.jwt_secret:
         return _die("TICKETING_JWT_SECRET is not set; it signs the token")
     try:
@@ -128,6 +143,14 @@ def cmd_api_user(settings: Settings, args: argparse.Namespace) -> int:
     if args.action == "add":
         if args.role not in ("customer", "agent", "admin", "auditor"):
             return _die("--role must be one of customer, agent, admin, auditor")
+        # HTTP Basic sends "name:password" and splits at the first colon
+        if not args.name or ":" in args.name or _has_control(args.name):
+            return _die(
+                f"the API user name {args.name!r} cannot be used with HTTP Basic: "
+                "give a non-empty name without ':' or control characters"
+            )
+        if args.display_name is not None and _has_control(args.display_name):
+            return _die("--display-name must not contain control characters")
         password = _read_password()
         if len(password) < 8:
             return _die("the password must have at least 8 characters")
@@ -182,14 +205,18 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     _require_db(settings)
     if args.action == "verify":
         return int(audit.verify_main(settings))
+    if args.ticket is not None and not 1 <= args.ticket <= MAX_ID:
+        return _die(f"--ticket must be a ticket id from 1 to {MAX_ID}, not {args.ticket}")
     since = None
     if args.since:
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         try:
             since = datetime.fromisoformat(args.since)
         except ValueError:
             return _die(f"--since {args.since!r} is not an ISO 8601 time")
+        if since.tzinfo is None:  # as the API reads a time without a zone: UTC, not local
+            since = since.replace(tzinfo=UTC)
     return int(audit.export_main(settings, args.ticket, since))
 
 
@@ -384,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("verify", help="hash chains, gap-free versions, projections == replay")
     ex = asub.add_parser("export", help="events as JSON Lines")
     ex.add_argument("--ticket", type=int)
-    ex.add_argument("--since", help="ISO 8601 time")
+    ex.add_argument("--since", help="ISO 8601 time (UTC when it has no zone)")
     a.set_defaults(func=cmd_audit)
 
     from bench.options import add_arguments as add_bench_arguments
@@ -419,6 +446,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         # point stdout at /dev/null so the interpreter's final flush does not fail too
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as exc:
+        problem = _database_problem(exc)
+        if problem is None:
+            raise
+        return _die(problem, 1)
+
+
+def _database_problem(exc: BaseException) -> str | None:
+    """A sentence for a database the command could not reach or use (None: not that)."""
+    import socket
+
+    import asyncpg
+
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
+        return f"database error: {exc}"
+    if isinstance(exc, ConnectionError | socket.gaierror | TimeoutError):
+        return f"cannot connect (is the database at TICKETING_DATABASE_URL up?): {exc}"
+    return None
 
 
 if __name__ == "__main__":

@@ -136,9 +136,8 @@ async def audit_feed(
     responses=TICKET_READ_ERRORS,
 )
 async def ticket_events(ticket_id: FromPath[int], request: Request[Any, Any, Any]) -> TicketEvents:
-    commands = commands_of(request)
-    events = await audit.ticket_events(commands, _ticket_id(ticket_id))
-    return TicketEvents(items=[audit.audit_event(e) for e in events])
+    items = await audit.raw_ticket_events(pool_of(request), _ticket_id(ticket_id))
+    return TicketEvents(items=items)
 
 
 @get(

@@ -225,7 +225,9 @@ def _field_error(field: str, message: str) -> dict[str, str]:
         return {"field": parent + m.group(1), "message": "this field is not accepted here"}
     if m := _WRONG_TYPE.match(message):
         expected, got = _type_words(m.group(1)), _TYPE_WORDS.get(m.group(2), m.group(2))
-        return {"field": field, "message": f"must be {expected}, not {got}"}
+        # the whole body is the handler's ``data``: name it as the client knows it
+        whole = "body" if field == "data" else field
+        return {"field": whole, "message": f"must be {expected}, not {got}"}
     return {"field": field, "message": message}
 
 
