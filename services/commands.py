@@ -456,6 +456,7 @@ class CommandService:
         events = domain.decide(state, command)
         if not events:
             assert state is not None
+            await self._remember_noop(ctx, ticket_id, version, conn)
             return CommandResult(ticket=state, events=[])
         at = client_at or now
         meta = Metadata(
@@ -503,6 +504,37 @@ class CommandService:
             request_hash=ctx.request_fingerprint or b"",
             result={"first_version": version + 1, "last_version": version + count},
         )
+
+    async def _remember_noop(
+        self, ctx: Context, ticket_id: int, version: int, conn: asyncpg.Connection | None
+    ) -> None:
+        """Keep the Idempotency-Key of a command that changed nothing: reused with another
+        request it is refused, repeated it answers the same (the ticket at ``version``)."""
+        idem = self._idempotency_record(ctx, version, 0)
+        if idem is None:
+            return
+        try:
+            if conn is not None:
+                await idempotency.remember(
+                    conn,
+                    idem.principal,
+                    idem.key,
+                    idem.request_hash,
+                    idem.result,
+                    stream_id=ticket_id,
+                )
+            else:
+                async with self.pool.acquire() as own:
+                    await idempotency.remember(
+                        own,
+                        idem.principal,
+                        idem.key,
+                        idem.request_hash,
+                        idem.result,
+                        stream_id=ticket_id,
+                    )
+        except idempotency.KeyTaken:
+            raise IdempotencyRace() from None
 
     async def _replay(self, ctx: Context) -> CommandResult | None:
         """The first result for a reused Idempotency-Key, or None if the key is new."""

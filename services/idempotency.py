@@ -1,7 +1,9 @@
 """Idempotency-Key: what a key's first request left, for every request that takes one.
 
-Commands store their key with their events (``EventStore.append``, naming the stream); a
-category or an upload stores it with what it created (``remember``); all in the one
+Commands store their key with their events (``EventStore.append``, naming the stream), or
+alone when they change nothing (``remember``: a repeat then changes nothing either, and the
+key cannot be reused for another request); a category or an upload stores it with what it
+created (``remember``); all in the one
 ``idempotency_keys`` table, one key space per principal. ``find`` is the one lookup: a
 repeat within 24 hours with the same request finds the first's result; with another
 request it is refused; an expired key is forgotten.
@@ -70,17 +72,21 @@ async def remember(
     key: str,
     request_hash: bytes,
     result: dict[str, Any],
+    *,
+    stream_id: int | None = None,
 ) -> None:
-    """Store the key with ``result`` in the caller's transaction (KeyTaken on a race)."""
+    """Store the key with ``result`` in the caller's transaction (KeyTaken on a race);
+    ``stream_id`` for a command that appended nothing (its events would have named it)."""
     try:
         async with conn.transaction():  # a savepoint: the race leaves the caller's intact
             await conn.execute(
-                "INSERT INTO idempotency_keys (principal, key, request_hash, result) "
-                "VALUES ($1, $2, $3, $4)",
+                "INSERT INTO idempotency_keys (principal, key, request_hash, result, stream_id) "
+                "VALUES ($1, $2, $3, $4, $5)",
                 principal,
                 key,
                 request_hash,
                 msgspec.json.encode(result).decode(),
+                stream_id,
             )
     except asyncpg.UniqueViolationError:
         raise KeyTaken() from None

@@ -91,6 +91,25 @@ async def test_the_same_key_with_a_different_body_is_refused(
     assert await event_count(fresh_pool) == count
 
 
+async def test_a_key_whose_command_changed_nothing_is_kept_too(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    tid = await new_ticket(svc)
+    await svc.assign(Context(actor=AGENT), tid, assignee=AGENT.id)
+    count = await event_count(fresh_pool)
+    ctx = keyed(AGENT, "k-noop", "assign", AGENT.id)
+    first = await svc.assign(ctx, tid, assignee=AGENT.id)  # already theirs: no event
+    assert first.events == [] and not first.replayed
+    again = await svc.assign(ctx, tid, assignee=AGENT.id)
+    assert again.replayed and again.events == [] and again.ticket == first.ticket
+    # the key is taken: another request under it is refused and changes nothing
+    with pytest.raises(IdempotencyKeyReused):
+        await svc.assign(keyed(AGENT, "k-noop", "assign", "agent-2"), tid, assignee="agent-2")
+    assert await event_count(fresh_pool) == count
+    later = await svc.post_message(Context(actor=AGENT), tid, body="later")
+    assert (await svc.assign(ctx, tid, assignee=AGENT.id)).version == later.version - 1
+
+
 async def test_keys_belong_to_their_principal(
     svc: CommandService, fresh_pool: asyncpg.Pool
 ) -> None:
