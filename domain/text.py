@@ -77,6 +77,11 @@ def optional_text(value: str | None, field: str, *, max_len: int) -> str | None:
     return clean_text(value, field, min_len=1, max_len=max_len)
 
 
+# an image that still shows something once sanitised (a javascript: source is dropped,
+# leaving a bare <img>)
+_SHOWN_IMAGE = re.compile(r"<img\b[^>]*\bsrc=", re.IGNORECASE)
+
+
 def sanitise_html(html: str) -> str:
     """Keep an allow-list of tags and attributes; scripts, styles and handlers are dropped."""
     return nh3.clean(
@@ -100,7 +105,7 @@ def clean_html(value: str, field: str) -> str:
             field=field,
         )
     text = htmllib.unescape(nh3.clean(out, tags=set()))
-    if not text.strip() and "<img" not in out:
+    if not text.strip() and not _SHOWN_IMAGE.search(out):
         raise InvalidInput(
             f"{field} has no visible content once disallowed HTML and empty tags are removed",
             field=field,

@@ -316,7 +316,18 @@ def test_a_request_carries_at_most_20_attachments() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ["a&#x7;b", "a&#27;[31m", "&#x1;", "<p></p>", "<br>", "&nbsp;", "<b> </b>"]
+    "body",
+    [
+        "a&#x7;b",
+        "a&#27;[31m",
+        "&#x1;",
+        "<p></p>",
+        "<br>",
+        "&nbsp;",
+        "<b> </b>",
+        '<img src="javascript:alert(1)">',  # stored as a bare <img>: shows nothing
+        "<img>",
+    ],
 )
 def test_html_must_keep_visible_clean_content_once_sanitised(body: str) -> None:
     err = given(raised()).when(post(AGENT, body, body_type="html")).raises(InvalidInput)
