@@ -255,10 +255,16 @@ class Authenticator:
 
     async def _basic(self, value: str, pool: asyncpg.Pool, redis: Any) -> Actor:
         try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
             raise Unauthenticated(
                 "the Basic credentials are not valid base64 of name:password"
+            ) from None
+        try:
+            decoded = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Unauthenticated(
+                "the Basic credentials must be name:password in UTF-8 (RFC 7617)"
             ) from None
         name, sep, password = decoded.partition(":")
         if not sep or not name:

@@ -549,6 +549,16 @@ async def test_failed_basic_logins_for_one_name_are_throttled(
         assert ok.status_code == 200
 
 
+async def test_basic_credentials_say_whether_base64_or_utf8_is_wrong(
+    client: httpx.AsyncClient,
+) -> None:
+    latin1 = base64.b64encode("café:pw".encode("latin-1")).decode()
+    r = await client.get("/v1/categories", headers={"Authorization": f"Basic {latin1}"})
+    assert r.status_code == 401 and "UTF-8" in problem(r)["detail"]
+    r = await client.get("/v1/categories", headers={"Authorization": "Basic %%%"})
+    assert r.status_code == 401 and "base64" in problem(r)["detail"]
+
+
 async def test_rate_limiter_fails_open_without_redis(
     start_live_server: Callable[..., Awaitable[Any]], auth: Auth
 ) -> None:
