@@ -461,7 +461,10 @@ def _database_problem(exc: BaseException) -> str | None:
 
     if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
         return f"database error: {exc}"
-    if isinstance(exc, ConnectionError | socket.gaierror | TimeoutError):
+    # a Unix socket that is not there is a FileNotFoundError with no file name (opening a
+    # missing file names it)
+    no_socket = isinstance(exc, FileNotFoundError) and exc.filename is None
+    if no_socket or isinstance(exc, ConnectionError | socket.gaierror | TimeoutError):
         return f"cannot connect (is the database at TICKETING_DATABASE_URL up?): {exc}"
     return None
 

@@ -58,6 +58,8 @@ class Coalescer(Generic[R, T]):
                     self.requests += len(taken)
                     await self.serve(taken)
                 taken = []
+        except GeneratorExit:  # closed by the garbage collector after its loop: nobody waits
+            raise
         except BaseException as exc:  # cancelled (shutdown) or a bug: nobody waits forever
             failure = exc if isinstance(exc, Exception) else ConnectionError("shutting down")
             for _, done in [*taken, *self._queue]:

@@ -26,6 +26,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -361,8 +362,19 @@ async def test_audit_export_reads_a_since_without_a_zone_as_utc_and_checks_the_t
 async def test_a_database_that_is_not_there_is_one_clear_line_not_a_traceback(
     fresh_dsn: str, command: list[str]
 ) -> None:
-    missing = fresh_dsn.rsplit("/", 1)[0] + "/no_such_database_for_the_cli"
+    # the same server, another database name (the embedded server's DSN names its socket
+    # directory in the query string, so only the path changes)
+    missing = urlunsplit(urlsplit(fresh_dsn)._replace(path="/no_such_database_for_the_cli"))
     r = await asyncio.to_thread(_cli, *command, env=_env(TICKETING_DATABASE_URL=missing))
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert b"Traceback" not in r.stderr, r.stderr.decode()
     assert b'database error: database "no_such_database_for_the_cli" does not exist' in r.stderr
+
+
+@pytest.mark.skipif(not TICKETING.exists(), reason="the ticketing script is not installed")
+async def test_a_database_socket_that_is_not_there_is_one_clear_line(tmp_path: Path) -> None:
+    nowhere = f"postgresql://postgres@/x?host={tmp_path}"
+    r = await asyncio.to_thread(_cli, "audit", "verify", env=_env(TICKETING_DATABASE_URL=nowhere))
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert b"Traceback" not in r.stderr, r.stderr.decode()
+    assert b"cannot connect" in r.stderr
