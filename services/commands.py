@@ -32,6 +32,8 @@ from domain.commands import (
     ReopenTicket,
 )
 from domain.errors import (
+    DomainError,
+    IdempotencyKeyReused,
     InvalidInput,
     TicketNotFound,
     VersionMismatch,
@@ -407,6 +409,18 @@ class CommandService:
                 return result
             raise ConcurrencyConflict()
         except Exception as exc:
+            if (
+                ctx.idempotency_key
+                and isinstance(exc, DomainError | ConcurrencyConflict)
+                and not isinstance(exc, IdempotencyKeyReused)
+            ):
+                # A concurrent request with the same key may have committed first, and its
+                # events are why this one was refused (closing a ticket it just closed, a
+                # stale If-Match): a repeat answers as the first did (SPEC section 4).
+                replay = await self._replay(ctx)
+                if replay is not None:
+                    self._outcome(names[0], "replayed")
+                    return replay
             kind = getattr(exc, "kind", "error")
             self._outcome(names[0], str(kind))
             raise

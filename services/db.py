@@ -18,6 +18,35 @@ SERVER_SETTINGS = {
 }
 
 
+# Failures that mean the database cannot be reached or has dropped the connection (it is
+# down, restarting, refusing connections, or a backend was terminated): nothing about the
+# request, so the API answers 503 and the client retries; the pool reconnects by itself.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08, e.g. the connection was closed mid-operation
+    asyncpg.OperatorInterventionError,  # class 57: admin/crash shutdown, cannot connect now
+    asyncpg.InsufficientResourcesError,  # class 53: too many connections, disk full
+    # asyncpg's own state after the server dropped a pooled connection under it
+    # ("cannot switch to state 12; another operation (2) is in progress")
+    asyncpg.InternalClientError,
+    ConnectionError,  # refused, reset, broken pipe
+    TimeoutError,  # connecting (or waiting for a pooled connection) timed out
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database is unreachable rather than the request is wrong."""
+    if isinstance(exc, asyncpg.QueryCanceledError):  # a statement timeout, not an outage
+        return False
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc):
+        return True
+    # ALTER DATABASE ... ALLOW_CONNECTIONS false (maintenance) refuses new connections thus
+    return isinstance(
+        exc, asyncpg.ObjectNotInPrerequisiteStateError
+    ) and "not currently accepting connections" in str(exc)
+
+
 async def _no_reset(conn: asyncpg.Connection) -> None:
     """Skip asyncpg's per-release reset query (one round trip per request).
 

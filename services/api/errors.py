@@ -24,8 +24,11 @@ from litestar.exceptions import (
 )
 
 from domain.errors import DomainError, ErrorKind
+from services.db import database_unavailable
 
 log = logging.getLogger("ticketing.api.errors")
+
+RETRY_AFTER_S = 1  # Retry-After of a 503 while the database cannot be reached
 
 ErrorRenderer = Callable[[Request[Any, Any, Any], int, str, "dict[str, Any] | None"], Response[Any]]
 """(request, status, human message, details) -> Response.
@@ -280,6 +283,13 @@ def classify(exc: Exception, dialect: str) -> tuple[int, str, dict[str, Any], di
             message = f"the request is malformed: {message}"
         headers = dict(exc.headers or {})
         return status, message, {"code": _SLUGS.get(status, "error")}, headers
+    if database_unavailable(exc):
+        message = (
+            "the database is unavailable at the moment; retry shortly. A command answered "
+            "this way may or may not have been stored: repeat it with the same "
+            "Idempotency-Key, or read the ticket before sending it again"
+        )
+        return 503, message, {"code": "unavailable"}, {"Retry-After": str(RETRY_AFTER_S)}
     return (
         500,
         "internal server error; the request id identifies it in the logs",
@@ -291,7 +301,15 @@ def classify(exc: Exception, dialect: str) -> tuple[int, str, dict[str, Any], di
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     dialect, render = renderer_for(request.url.path)
     status, message, details, headers = classify(exc, dialect)
-    if status >= 500:
+    if status == 503 and details.get("code") == "unavailable":
+        log.warning(
+            "database unavailable on %s %s: %s: %s",
+            request.method,
+            request.scope.get("path_template") or request.url.path,
+            type(exc).__name__,
+            exc,
+        )
+    elif status >= 500:
         log.error(
             "unhandled error on %s %s",
             request.method,

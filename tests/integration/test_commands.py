@@ -149,6 +149,30 @@ async def test_concurrent_duplicate_raises_make_one_ticket(
     assert await event_count(fresh_pool) == 1
 
 
+async def test_concurrent_duplicates_of_a_command_the_first_made_invalid_answer_as_it(
+    svc: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    # The repeats that read the ticket after the first committed would be refused (closing
+    # a closed ticket, a now stale If-Match): they answer as the first did (SPEC 4).
+    tid = await new_ticket(svc)
+    ctx = keyed(AGENT, "dup-close", "close")
+    closes = await asyncio.gather(*(svc.close(ctx, tid, resolution="done") for _ in range(10)))
+    assert {r.version for r in closes} == {2}
+    assert sum(not r.replayed for r in closes) == 1
+    assert [e.position for r in closes for e in r.events] == [closes[0].events[0].position] * 10
+
+    ctx = Context(
+        actor=AGENT,
+        idempotency_key="dup-reopen",
+        request_fingerprint=fingerprint("reopen"),
+        expected_version=2,
+    )
+    reopens = await asyncio.gather(*(svc.reopen(ctx, tid, reason="again") for _ in range(10)))
+    assert {r.version for r in reopens} == {3}
+    assert sum(not r.replayed for r in reopens) == 1
+    assert await event_count(fresh_pool) == 3
+
+
 async def test_an_expired_key_may_be_used_again(fresh_pool: asyncpg.Pool, settings: object) -> None:
     now = [datetime(2024, 1, 1, tzinfo=UTC)]
     svc = CommandService(
