@@ -21,7 +21,7 @@ from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Operation
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from domain import ticket as domain
 from domain.errors import Forbidden, InvalidInput, TicketNotFound
@@ -382,7 +382,7 @@ def _user(request: Request[Any, Any, Any]) -> Actor:
 )
 async def raise_ticket(
     request: Request[Any, Any, Any],
-    data: RaiseIn,
+    data: JSONBody[RaiseIn],
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
     commands = commands_of(request)
@@ -442,14 +442,14 @@ def _one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> 
 @get("/tickets", summary="List and search tickets", responses=READ_ERRORS)
 async def list_tickets(
     request: Request[Any, Any, Any],
-    status: ListStatus | None = None,
-    priority: Priority | None = None,
+    status: FromQuery[ListStatus | None] = None,
+    priority: FromQuery[Priority | None] = None,
     assignee: Annotated[str | None, Parameter(max_length=200)] = None,
     requester: Annotated[str | None, Parameter(max_length=200)] = None,
     category: Annotated[int | None, Parameter(ge=1, le=MAX_ID)] = None,
     q: Annotated[str | None, Parameter(max_length=500, description="full-text search")] = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: FromQuery[datetime | None] = None,
+    created_to: FromQuery[datetime | None] = None,
     cursor: Annotated[str | None, Parameter(max_length=200)] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 25,
 ) -> Response[TicketPage]:
@@ -538,7 +538,9 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 @get("/tickets/{ticket_id:int}", summary="A ticket with its messages", responses=TICKET_READ_ERRORS)
-async def get_ticket(request: Request[Any, Any, Any], ticket_id: int) -> Response[TicketOut]:
+async def get_ticket(
+    request: Request[Any, Any, Any], ticket_id: FromPath[int]
+) -> Response[TicketOut]:
     commands = commands_of(request)
     actor = _user(request)
     ticket = await load_visible(commands, ticket_id, actor)
@@ -553,8 +555,8 @@ async def get_ticket(request: Request[Any, Any, Any], ticket_id: int) -> Respons
 )
 async def post_message(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: MessageIn,
+    ticket_id: FromPath[int],
+    data: JSONBody[MessageIn],
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -579,8 +581,8 @@ async def post_message(
 )
 async def assign(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: AssignIn,
+    ticket_id: FromPath[int],
+    data: JSONBody[AssignIn],
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -600,8 +602,8 @@ async def assign(
 )
 async def change_status(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: StatusIn,
+    ticket_id: FromPath[int],
+    data: JSONBody[StatusIn],
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -624,8 +626,8 @@ async def change_status(
 )
 async def change_priority(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: PriorityIn,
+    ticket_id: FromPath[int],
+    data: JSONBody[PriorityIn],
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -645,8 +647,8 @@ async def change_priority(
 )
 async def close(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: CloseIn | None = None,
+    ticket_id: FromPath[int],
+    data: JSONBody[CloseIn | None] = None,
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -668,8 +670,8 @@ async def close(
 )
 async def reopen(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: ReopenIn,
+    ticket_id: FromPath[int],
+    data: JSONBody[ReopenIn],
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -689,8 +691,8 @@ async def reopen(
 )
 async def rate(
     request: Request[Any, Any, Any],
-    ticket_id: int,
-    data: RatingIn,
+    ticket_id: FromPath[int],
+    data: JSONBody[RatingIn],
     if_match: Annotated[str | None, IF_MATCH] = None,
     idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
 ) -> Response[TicketOut]:
@@ -712,7 +714,7 @@ async def rate(
 )
 async def ticket_log(
     request: Request[Any, Any, Any],
-    ticket_id: int,
+    ticket_id: FromPath[int],
     cursor: Annotated[str | None, Parameter(max_length=20, pattern=r"^[0-9]{1,9}$")] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = MAX_PAGE,
 ) -> LogPage:
@@ -769,7 +771,7 @@ async def list_categories(request: Request[Any, Any, Any]) -> CategoryPage:
     tags=["categories"],
     responses={**READ_ERRORS, 404: _problem("No such category")},
 )
-async def get_category(category_id: int, request: Request[Any, Any, Any]) -> CategoryOut:
+async def get_category(category_id: FromPath[int], request: Request[Any, Any, Any]) -> CategoryOut:
     pool = pool_of(request)
     c = await cats.get_category(pool, category_id) if 1 <= category_id <= MAX_ID else None
     if c is None:
@@ -788,7 +790,7 @@ async def get_category(category_id: int, request: Request[Any, Any, Any]) -> Cat
     responses=_COMMON,
 )
 async def create_category(
-    data: CategoryIn, request: Request[Any, Any, Any]
+    data: JSONBody[CategoryIn], request: Request[Any, Any, Any]
 ) -> Response[CategoryOut]:
     pool = pool_of(request)
     idem = idempotency_of(request, canonical_body(request_body(request)))
