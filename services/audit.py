@@ -87,29 +87,6 @@ def audit_event_of_row(row: asyncpg.Record, *, raw: bool = False) -> AuditEvent:
     )
 
 
-def audit_event(e: RecordedEvent, *, raw: bool = False) -> AuditEvent:
-    """The audit shape of ``e``; ``raw`` keeps the exact stored JSON bytes (for export)."""
-    if raw:
-        data: Any = msgspec.Raw(e.data_raw.encode())
-        meta: Any = msgspec.Raw(e.metadata_raw.encode())
-    else:
-        data = msgspec.json.decode(e.data_raw)
-        meta = msgspec.json.decode(e.metadata_raw)
-    return AuditEvent(
-        position=e.position,
-        stream_id=e.stream_id,
-        version=e.version,
-        type=e.type,
-        schema=e.schema,
-        data=data,
-        metadata=meta,
-        occurred_at=e.occurred_at,
-        recorded_at=e.recorded_at,
-        hash=e.hash.hex(),
-        prev_hash=None if e.prev_hash is None else e.prev_hash.hex(),
-    )
-
-
 # --- the global feed --------------------------------------------------------------------------
 
 _FEED_SQL = f"""

@@ -7,6 +7,7 @@ If-Match, idempotency and reference-data checks exist once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -530,25 +531,16 @@ class CommandService:
         if idem is None:
             return
         try:
-            if conn is not None:
+            # the command's own connection (and transaction) when it has one
+            async with contextlib.nullcontext(conn) if conn else self.pool.acquire() as c:
                 await idempotency.remember(
-                    conn,
+                    c,
                     idem.principal,
                     idem.key,
                     idem.request_hash,
                     idem.result,
                     stream_id=ticket_id,
                 )
-            else:
-                async with self.pool.acquire() as own:
-                    await idempotency.remember(
-                        own,
-                        idem.principal,
-                        idem.key,
-                        idem.request_hash,
-                        idem.result,
-                        stream_id=ticket_id,
-                    )
         except idempotency.KeyTaken:
             raise IdempotencyRace() from None
 

@@ -160,3 +160,13 @@ async def consistent(request: Request[Any, Any, Any]) -> int | None:
         set_projection_lag(request.scope, lag_ms)
         return lag_ms
     return None
+
+
+def one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
+    """``?status=open&status=closed`` would silently use its last value: refuse it (the
+    native list and the dialects' lists alike)."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():  # one pass: lists are a hot path
+        if name in seen and name in names:
+            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
+        seen.add(name)

@@ -37,6 +37,7 @@ from services.api.deps import (
     commands_of,
     consistent,
     idempotency_of,
+    one_value_each,
     pool_of,
     request_body,
     settings_of,
@@ -430,15 +431,6 @@ LIST_FILTERS = (
 )
 
 
-def _one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
-    """``?status=open&status=closed`` would silently list by its last value: refuse it."""
-    seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():  # one pass: lists are a hot path
-        if name in seen and name in names:
-            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
-        seen.add(name)
-
-
 @get("/tickets", summary="List and search tickets", responses=READ_ERRORS)
 async def list_tickets(
     request: Request[Any, Any, Any],
@@ -458,7 +450,7 @@ async def list_tickets(
     from projections import queries
 
     actor = _user(request)
-    _one_value_each(request, LIST_FILTERS)
+    one_value_each(request, LIST_FILTERS)
     if actor.role == "customer":
         if requester is not None and requester != actor.id:
             raise Forbidden("customers may list only their own tickets")

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 from litestar import Request
+from litestar.openapi.spec import OpenAPIType
 
 from domain.errors import Forbidden, InvalidInput, TicketNotFound
 from domain.events import Actor, MessagePosted
@@ -150,6 +151,12 @@ def flag(value: Any, name: str) -> bool:
     if re.fullmatch(r"-?[0-9]{1,9}", text):  # seeds that type a flag as an integer: 0 or not
         return int(text) != 0
     raise InvalidInput(f"{name} must be true or false (or 1 or 0)", field=name)
+
+
+def documented_as(kind: OpenAPIType, description: str, **extra: Any) -> dict[str, Any]:
+    """The keyword arguments of a Query/PathParameter read as text (so its errors are the
+    dialect's own), documented with the type the seed gives it."""
+    return {"description": description, "schema_extra": {"one_of": None, "type": kind, **extra}}
 
 
 def parse_local(

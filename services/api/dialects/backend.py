@@ -20,11 +20,12 @@ from domain.errors import InvalidInput
 from domain.events import STATUSES, Actor, ExternalAttachment, Status
 from domain.ticket import Message, Ticket, can_see_internal
 from services.api.attachments import attachment_names
-from services.api.deps import commands_of, pool_of, settings_of
+from services.api.deps import commands_of, one_value_each, pool_of, settings_of
 from services.api.dialects._common import (
     MAX_PAGE,
     actor_of,
     context,
+    documented_as,
     flag,
     int_param,
     iso_z,
@@ -49,16 +50,10 @@ LIST_PARAMS = ("limit", "offset", "keyword", "count")
 LOG_PARAMS = ("limit", "offset", "count", "ticketId")
 
 
-def _documented(kind: OpenAPIType, description: str, **extra: Any) -> dict[str, Any]:
-    """What a parameter read as text (so its errors are the dialect's own) is documented
-    as: the type the seed gives it."""
-    return {"description": description, "schema_extra": {"one_of": None, "type": kind, **extra}}
-
-
 LimitParam = Annotated[
     str | None,
     QueryParameter(
-        **_documented(
+        **documented_as(
             OpenAPIType.INTEGER, "Limit the number of results (default 20, at most 100)", minimum=1
         )
     ),
@@ -66,13 +61,15 @@ LimitParam = Annotated[
 OffsetParam = Annotated[
     str | None,
     QueryParameter(
-        **_documented(OpenAPIType.INTEGER, "The offset from where to start the results", minimum=0)
+        **documented_as(
+            OpenAPIType.INTEGER, "The offset from where to start the results", minimum=0
+        )
     ),
 ]
 KeywordParam = Annotated[
     str | None,
     QueryParameter(
-        **_documented(
+        **documented_as(
             OpenAPIType.STRING, "Search keyword (full text) for filtering tickets", maxLength=500
         )
     ),
@@ -80,7 +77,7 @@ KeywordParam = Annotated[
 CountFlag = Annotated[
     str | None,
     QueryParameter(
-        **_documented(
+        **documented_as(
             OpenAPIType.BOOLEAN, "true: data is {count: N}, the number of tickets matching"
         )
     ),
@@ -88,27 +85,18 @@ CountFlag = Annotated[
 CountInt = Annotated[
     str | None,
     QueryParameter(
-        **_documented(OpenAPIType.INTEGER, "Not 0: data is {count: N}, the number of logs")
+        **documented_as(OpenAPIType.INTEGER, "Not 0: data is {count: N}, the number of logs")
     ),
 ]
 TicketIdParam = Annotated[
     str | None,
     QueryParameter(
-        **_documented(OpenAPIType.INTEGER, "Only this ticket's logs (not in the seed)", minimum=1)
+        **documented_as(OpenAPIType.INTEGER, "Only this ticket's logs (not in the seed)", minimum=1)
     ),
 ]
 TicketIdPath = Annotated[
-    str, PathParameter(**_documented(OpenAPIType.INTEGER, "Ticket ID", minimum=1))
+    str, PathParameter(**documented_as(OpenAPIType.INTEGER, "Ticket ID", minimum=1))
 ]
-
-
-def one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
-    """``?keyword=a&keyword=b`` would silently use its last value: refuse it."""
-    seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():
-        if name in seen and name in names:
-            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
-        seen.add(name)
 
 
 def offset_param(value: str | None) -> int:

@@ -10,7 +10,7 @@ works too. A multipart body may not carry files (they would be lost): 400.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -35,11 +35,6 @@ DIALECT = "customer_response"
 _PATH = re.compile(r"^/api/tickets/[^/]+/customer_response/?$")
 _BODY_TYPES: dict[str, BodyType] = {"html": "html", "plain": "plain"}
 _DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
-# The earliest reply date taken: nothing older can answer a ticket kept here, and the
-# extremes of the calendar are not storable times (0001-01-01 00:00 UTC reads back from
-# PostgreSQL as asyncpg's naive -infinity, which no fold can order; a date at either end
-# of the calendar overflows when moved from TICKETING_TIMEZONE to UTC).
-_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ErrorBody(msgspec.Struct):
@@ -81,16 +76,10 @@ async def customer_response(
 
 
 def _reply_date(text: str, zone: str) -> datetime:
-    """``date``: local time in TICKETING_TIMEZONE, from 1970 on (the service refuses
-    times ahead of its clock)."""
-    at = parse_local(text, _DATE_FORMATS, zone, "date", "2014-07-14 12:34")
-    if at < _EARLIEST:
-        raise InvalidInput(
-            f"date {text.strip()} is out of range; give a time from 1970 until now, "
-            "e.g. 2014-07-14 12:34",
-            field="date",
-        )
-    return at
+    """``date``: local time in TICKETING_TIMEZONE (a date at either end of the calendar
+    is refused there; the command service refuses one before 1970 or ahead of its clock:
+    services/commands.py _client_time)."""
+    return parse_local(text, _DATE_FORMATS, zone, "date", "2014-07-14 12:34")
 
 
 async def _refuse_files(request: Request[Any, Any, Any]) -> None:

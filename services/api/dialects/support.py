@@ -18,11 +18,12 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from domain.errors import InvalidInput
 from domain.events import Priority, Status
 from domain.ticket import Message, Ticket
-from services.api.deps import commands_of, pool_of, settings_of
+from services.api.deps import commands_of, one_value_each, pool_of, settings_of
 from services.api.dialects._common import (
     MAX_PAGE,
     actor_of,
     context,
+    documented_as,
     int_param,
     iso_z,
     load_readable,
@@ -65,11 +66,7 @@ LIST_PARAMS = ("status", "priority", "page", "limit")
 
 
 def _documented(kind: OpenAPIType, description: str, **extra: Any) -> QueryParameter:
-    """A query parameter read as text (so its errors are the dialect's own), documented
-    with the type the seed gives it."""
-    return QueryParameter(
-        description=description, schema_extra={"one_of": None, "type": kind, **extra}
-    )
+    return QueryParameter(**documented_as(kind, description, **extra))
 
 
 StatusParam = Annotated[
@@ -93,15 +90,6 @@ LimitParam = Annotated[
     str | None,
     _documented(OpenAPIType.INTEGER, "Items per page (default: 20, at most 100)", minimum=1),
 ]
-
-
-def one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> None:
-    """``?status=Open&status=Closed`` would silently list by its last value: refuse it."""
-    seen: set[str] = set()
-    for name, _ in request.query_params.multi_items():
-        if name in seen and name in names:
-            raise InvalidInput(f"{name} is given more than once; give one value", field=name)
-        seen.add(name)
 
 
 def tid(n: int) -> str:
