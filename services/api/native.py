@@ -436,13 +436,14 @@ async def list_tickets(
     request: Request[Any, Any, Any],
     status: FromQuery[ListStatus | None] = None,
     priority: FromQuery[Priority | None] = None,
-    assignee: Annotated[str | None, Parameter(max_length=200)] = None,
-    requester: Annotated[str | None, Parameter(max_length=200)] = None,
+    # an empty filter value is a mistake, not "match the empty id": refused (422)
+    assignee: Annotated[str | None, Parameter(min_length=1, max_length=200)] = None,
+    requester: Annotated[str | None, Parameter(min_length=1, max_length=200)] = None,
     category: Annotated[int | None, Parameter(ge=1, le=MAX_ID)] = None,
     q: Annotated[str | None, Parameter(max_length=500, description="full-text search")] = None,
     created_from: FromQuery[datetime | None] = None,
     created_to: FromQuery[datetime | None] = None,
-    cursor: Annotated[str | None, Parameter(max_length=200)] = None,
+    cursor: Annotated[str | None, Parameter(min_length=1, max_length=200)] = None,
     limit: Annotated[int, Parameter(ge=1, le=MAX_PAGE)] = 25,
 ) -> Response[TicketPage]:
     pool = pool_of(request)
@@ -457,6 +458,8 @@ async def list_tickets(
         requester = actor.id
     if q is not None and domain_text_has_control(q):
         raise InvalidInput("q contains control characters", field="q")
+    if q is not None and not q.strip():
+        raise InvalidInput("q is empty: give words to search for, or leave q out", field="q")
     f = queries.TicketFilter(
         status=status,
         priority=priority,

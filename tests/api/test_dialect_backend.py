@@ -120,6 +120,16 @@ async def test_seed_list_with_limit_offset_keyword_and_count(
         "Support tickets counted successfully",
     )
     assert counted == {"count": 2}
+    # an empty or blank keyword (an empty search box) filters nothing, like no keyword
+    everything = ok(
+        await client.get(BASE, params={"count": "true"}, headers=admin(auth)),
+        "Support tickets counted successfully",
+    )
+    for blank in ("", "   "):
+        got = await client.get(
+            BASE, params={"keyword": blank, "count": "true"}, headers=admin(auth)
+        )
+        assert ok(got, "Support tickets counted successfully") == everything, blank
 
 
 async def test_customers_list_only_their_own(client: httpx.AsyncClient, auth: Auth) -> None:

@@ -323,6 +323,11 @@ async def test_list_filters_and_keyset_pagination(client: httpx.AsyncClient, aut
     assert (
         await client.get("/v1/tickets", params={"cursor": "garbage!"}, headers=h)
     ).status_code == 422
+    # an empty filter is refused rather than matching nothing (or everything)
+    for empty in ({"assignee": ""}, {"requester": ""}, {"cursor": ""}, {"q": "  "}):
+        r = await client.get("/v1/tickets", params=empty, headers=h)
+        assert r.status_code == 422, (empty, r.text)
+        assert next(iter(empty)) in problem(r)["detail"], r.text
     # a customer cannot list someone else's tickets
     assert (
         await client.get("/v1/tickets", params={"requester": "someone"}, headers=h)
