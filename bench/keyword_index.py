@@ -15,7 +15,9 @@ smokes since the last update", as the bench's raise phase adds), and prints:
   pages.
 
 The scratch database is dropped at the end unless ``--keep``; ``--reuse NAME`` measures
-an existing one (seeded by an earlier ``--keep`` run) instead of seeding.
+an existing one (seeded by an earlier ``--keep`` run) instead of seeding. ``--tickets 0
+--identical 0 --lifecycle-events 1000000`` measures the rebuild over a log of whole ticket
+lifecycles (about nine events per ticket) instead of one of raised tickets only.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import asyncpg
 
 from bench import rawread
 from bench.loadgen import percentile
-from bench.seed import WORDS, seed_tickets
+from bench.seed import WORDS, seed_lifecycles, seed_tickets
 
 ABSENT = ("zeppelin", "quokka", "marzipan", "trombone", "glacier")
 IDENTICAL = ("Printer on fire", "It smokes since the last update")
@@ -110,7 +112,11 @@ async def main_async(args: argparse.Namespace) -> int:
             await migrate(dsn)
             say(f"scratch database {name}: seeding {args.tickets:,} tickets ...")
             started = time.perf_counter()
-            await seed_tickets(dsn, args.tickets, batch=min(50_000, max(1, args.tickets)))
+            if args.tickets:
+                await seed_tickets(dsn, args.tickets, batch=min(50_000, args.tickets))
+            if args.lifecycle_events:
+                stored = await seed_lifecycles(dsn, args.lifecycle_events)
+                say(f"  {stored:,} events of whole ticket lifecycles")
             if args.identical:
                 await seed_tickets(
                     dsn,
@@ -171,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             "TICKETING_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
         ),
         help="server to create the scratch database on",
+    )
+    p.add_argument(
+        "--lifecycle-events",
+        type=int,
+        default=0,
+        help="also seed this many events of whole ticket lifecycles (raise, assign, "
+        "messages, status changes, close, rating): a log with several events per ticket",
     )
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
     p.add_argument("--reuse", metavar="NAME", help="measure an existing scratch database")
