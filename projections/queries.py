@@ -75,6 +75,9 @@ class TicketFilter(msgspec.Struct, frozen=True, kw_only=True):
     q: str | None = None  # full text (websearch syntax)
     created_from: datetime | None = None
     created_to: datetime | None = None
+    # q also matches a ticket by the words of one of its internal notes (for those who may
+    # read them: never set for customers)
+    internal_notes: bool = False
 
 
 class LogRow(msgspec.Struct, frozen=True):
@@ -169,12 +172,73 @@ def _where(
     if f.category_id is not None:
         clauses.append(f"category_id = {arg(f.category_id)}")
     if f.q is not None and f.q.strip() and include_q:
-        clauses.append(f"search @@ websearch_to_tsquery('english', {arg(f.q.strip())})")
+        q = arg(f.q.strip())
+        match = f"search @@ websearch_to_tsquery('english', {q})"
+        if f.internal_notes:
+            match = f"({match} OR id IN ({_internal_note_matches(q)}))"
+        clauses.append(match)
     if f.created_from is not None:
         clauses.append(f"created_at >= {arg(f.created_from)}")
     if f.created_to is not None:
         clauses.append(f"created_at <= {arg(f.created_to)}")
     return " AND ".join(clauses) if clauses else "TRUE"
+
+
+def _internal_note_matches(q: str) -> str:
+    """The tickets one of whose internal notes matches the query text ``q`` (an SQL
+    expression), through their own index (migrations/0107_internal_note_search.sql)."""
+    return (
+        "SELECT ticket_id FROM ticket_messages WHERE visibility = 'internal' "
+        f"AND to_tsvector('english', body) @@ websearch_to_tsquery('english', {q})"
+    )
+
+
+def _with_internal_notes(
+    f: TicketFilter,
+    plan: KeywordPlan,
+    *,
+    limit: int,
+    cursor: str | None,
+    offset: int | None,
+    now: datetime,
+    timezone: str,
+) -> tuple[str, list[Any]]:
+    """A keyword list that also matches internal notes: the public text's page (the
+    keyword walk, unchanged) merged, newest first and without repeats, with the newest
+    tickets one of whose notes matches. Each side reads the rows of the page and of every
+    page it skips (``offset``), so the merge is exactly the first rows of both."""
+    assert f.q is not None
+    skip = offset or 0
+    public = msgspec.structs.replace(f, internal_notes=False)
+    sql, args = _list_sql(
+        public,
+        limit=limit + skip,
+        cursor=cursor,
+        offset=None if offset is None else 0,
+        now=now,
+        timezone=timezone,
+        keyword=plan,
+    )
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    base = _where(public, now, timezone, args, include_q=False)
+    if offset is None and cursor:
+        c_at, c_id = decode_cursor(cursor)
+        base += f" AND (created_at, id) < ({arg(c_at)}, {arg(c_id)})"
+    order = "ORDER BY created_at DESC, id DESC"
+    notes = (
+        f"SELECT {TICKET_COLUMNS} FROM ticket_summaries WHERE {base} "
+        f"AND id IN ({_internal_note_matches(arg(f.q.strip()))}) {order} "
+        f"LIMIT {arg(limit + skip + 1)}"
+    )
+    merged = (
+        f"SELECT * FROM (({sql}) UNION ({notes})) u {order} "
+        f"LIMIT {arg(limit + 1)} OFFSET {arg(skip)}"
+    )
+    return merged, args
 
 
 def _list_sql(
@@ -525,6 +589,10 @@ async def _statement(
 ) -> tuple[str, list[Any]]:
     """The list statement for ``f`` (a keyword query's plan looked up first)."""
     plan = await _plan_for(pool, f)
+    if plan is not None and f.internal_notes:
+        return _with_internal_notes(
+            f, plan, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone
+        )
     return _list_sql(
         f, limit=limit, cursor=cursor, offset=offset, now=now, timezone=timezone, keyword=plan
     )

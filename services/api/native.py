@@ -469,6 +469,7 @@ async def list_tickets(
         q=q,
         created_from=_utc(created_from),
         created_to=_utc(created_to),
+        internal_notes=domain.can_see_internal(actor),
     )
     customer = actor.role == "customer"
     cache: PageCache = request.app.state.page_cache

@@ -106,6 +106,40 @@ async def test_customers_see_only_their_tickets_and_no_internal_notes(
     assert log_a["items"][0]["action"] == "TicketRaised"
 
 
+async def test_staff_find_tickets_by_their_internal_notes_and_customers_do_not(
+    client: httpx.AsyncClient, auth: Auth
+) -> None:
+    me = cust()
+    t = await raise_ticket(client, auth(me, "customer"))
+    word = f"zq{uuid.uuid4().hex[:10]}"
+    agent = auth("agent-9", "agent", "Nine")
+    r = await client.post(
+        f"/v1/tickets/{t['id']}/messages",
+        json={"body": f"customer is on the {word} plan", "visibility": "internal"},
+        headers=agent,
+    )
+    assert r.status_code == 201, r.text
+
+    async def ids(headers: dict[str, str], path: str = "/v1/tickets") -> list[int]:
+        r = await client.get(path, params={"q": word}, headers=headers)
+        assert r.status_code == 200, r.text
+        return [i["id"] for i in r.json()["items"]]
+
+    assert await ids(agent) == [t["id"]]
+    assert await ids(auth("admin-1", "admin")) == [t["id"]]
+    assert await ids(auth("aud", "auditor")) == [t["id"]]
+    assert await ids(auth(me, "customer")) == []  # their own ticket, but not their note
+    # the backend dialect's keyword search agrees
+    found = await client.get(
+        "/backend/api/support-ticket", params={"keyword": word, "count": "true"}, headers=agent
+    )
+    assert found.json()["data"] == {"count": 1}, found.text
+    found = await client.get(
+        "/backend/api/support-ticket", params={"keyword": word}, headers=auth(me, "customer")
+    )
+    assert found.json()["data"] == [], found.text
+
+
 async def test_unknown_ticket_is_404_and_bad_ids_are_404(
     client: httpx.AsyncClient, auth: Auth
 ) -> None:

@@ -173,17 +173,25 @@ async def test_keyword_lists_equal_the_plain_full_text_filter(
     await fresh_pool.execute("ANALYZE")
     now = datetime.now(UTC) + timedelta(minutes=1)
     nonempty = 0
+    by_notes = 0
     for q in QUERIES:
-        for kw in await _filters(fresh_pool):
-            f = TicketFilter(q=q, **kw)
+        for kw, notes in [(kw, n) for kw in await _filters(fresh_pool) for n in (False, True)]:
+            # internal_notes: the walk merged with the notes' matches, against the plain
+            # filter's "search matches OR one internal note does"
+            f = TicketFilter(q=q, internal_notes=notes, **kw)
             expected = await _plain(fresh_pool, f, now)
             nonempty += bool(expected)
-            what = f"q={q!r} {kw}"
+            if notes:
+                by_notes += expected != await _plain(
+                    fresh_pool, TicketFilter(q=q, internal_notes=False, **kw), now
+                )
+            what = f"q={q!r} {kw} internal_notes={notes}"
             assert await _by_cursor(fresh_pool, f, now, 7) == expected, what
             assert await _by_offset(fresh_pool, f, now, 9) == expected, what
             if not kw or "requester" in kw:
                 assert await _consistent(fresh_pool, f, now, 5) == expected, what
     assert nonempty > len(QUERIES) * 3  # the cases are not all empty
+    assert by_notes > 10  # and internal notes changed many of them
     # one page of many, and the same pages after a rebuild
     big = TicketFilter(q="problem")
     before = await _by_cursor(fresh_pool, big, now, 50)
@@ -192,7 +200,7 @@ async def test_keyword_lists_equal_the_plain_full_text_filter(
     assert await _by_cursor(fresh_pool, big, now, 50) == before
 
 
-async def test_a_public_message_makes_its_words_searchable_and_an_internal_note_does_not(
+async def test_public_messages_are_searchable_by_all_and_internal_notes_by_staff_only(
     proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
 ) -> None:
     cust, agent = CUSTOMERS[0], AGENTS[0]
@@ -209,10 +217,9 @@ async def test_a_public_message_makes_its_words_searchable_and_an_internal_note_
     await proj_catch_up(fresh_pool)
     now = datetime.now(UTC) + timedelta(minutes=1)
 
-    async def found(q: str) -> list[int]:
-        rows, _ = await queries.list_tickets(
-            fresh_pool, TicketFilter(q=q), limit=10, now=now, timezone="UTC"
-        )
+    async def found(q: str, internal_notes: bool = False) -> list[int]:
+        f = TicketFilter(q=q, internal_notes=internal_notes)
+        rows, _ = await queries.list_tickets(fresh_pool, f, limit=10, now=now, timezone="UTC")
         return [r.id for r in rows]
 
     async def terms(ticket: int) -> set[str]:
@@ -235,6 +242,9 @@ async def test_a_public_message_makes_its_words_searchable_and_an_internal_note_
     assert await found("flywheel") == [t]
     assert await found("flywheels router") == [t]
     assert await found("gyroscope") == [other]  # the internal note is not searched
+    assert await found("gyroscope", internal_notes=True) == [other, t]  # unless allowed
+    assert await found("secret gyroscope", internal_notes=True) == [t]
+    assert await found("secret router", internal_notes=True) == []  # one note, or the rest
     assert await found("router") == [other, t]
     assert await terms(t) == {"router", "blink", "orang", "replac", "flywheel", "fine"}
     assert "gyroscop" in await terms(other)
@@ -242,6 +252,7 @@ async def test_a_public_message_makes_its_words_searchable_and_an_internal_note_
     await rebuild_all(fresh_dsn)
     assert await terms(t) == {"router", "blink", "orang", "replac", "flywheel", "fine"}
     assert await found("gyroscope") == [other]
+    assert await found("gyroscope", internal_notes=True) == [other, t]
 
 
 async def test_terms_whose_hashes_collide_share_a_walk_range_but_not_their_matches(

@@ -394,7 +394,11 @@ async def list_tickets(
     one_value_each(request, LIST_PARAMS)
     if keyword is not None and len(keyword) > KEYWORD_MAX:
         raise InvalidInput(f"keyword must be at most {KEYWORD_MAX} characters", field="keyword")
-    f = TicketFilter(q=keyword or None, requester=actor.id if actor.role == "customer" else None)
+    f = TicketFilter(
+        q=keyword or None,
+        requester=actor.id if actor.role == "customer" else None,
+        internal_notes=can_see_internal(actor),
+    )
     limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
     offset_n = offset_param(offset)
     want_count = flag(count, "count")
