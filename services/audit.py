@@ -607,6 +607,49 @@ async def _events_after(conn: asyncpg.Connection, checkpoints: dict[str, tuple[i
     )
 
 
+SETTLE_ROUNDS = 5
+
+
+async def _hold_at_one_checkpoint(
+    conn: asyncpg.Connection, live: str, scratch: str
+) -> dict[str, tuple[int, int]] | None:
+    """Bring the live and the replayed tables to one checkpoint and open a read-only
+    repeatable-read transaction on ``conn`` that sees both there; return the checkpoints
+    (None, and no transaction, if they could not be brought together).
+
+    Comparing without this raced the live runner, which moved the live tables between the
+    checkpoint check and the table reads: a healthy log reported as altered. The runner is
+    held off (its lock) only while both catch up, in one repeatable-read transaction, so
+    both read the same commit-safe events however fast the log grows; once the comparison's
+    snapshot is taken the runner carries on, and the comparison reads the tables as they
+    were at the snapshot.
+    """
+    from projections.rebuild import CATCH_UP_BATCH
+    from projections.runner import RUNNER_LOCK, apply_next_batch
+
+    await conn.execute("SELECT pg_advisory_lock($1)", RUNNER_LOCK)
+    try:
+        for _ in range(SETTLE_ROUNDS):
+            async with conn.transaction(isolation="repeatable_read"):
+                for schema in (live, scratch):
+                    while await apply_next_batch(conn, CATCH_UP_BATCH, schema=schema, lock=False):
+                        pass
+                at = await _checkpoints(conn, live)
+                if at != await _checkpoints(conn, scratch):
+                    continue
+            await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                if await _checkpoints(conn, live) == at:  # the snapshot is taken here
+                    return at
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("ROLLBACK")
+        return None
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", RUNNER_LOCK)
+
+
 async def verify_projections(
     dsn: str, report: VerifyReport, *, attempts: int = 3, settle_seconds: float = 30.0
 ) -> None:
@@ -634,13 +677,11 @@ async def verify_projections(
                 await _wait_commit_safe(pool, settle_seconds)
                 await catch_up(pool)
                 await build_into_schema(dsn, scratch)
-                await catch_up(pool)
                 async with pool.acquire() as conn:
-                    live_cp = await _checkpoints(conn, live_schema)
-                    replay_cp = await _checkpoints(conn, scratch)
-                    if live_cp != replay_cp and attempt < attempts - 1:
+                    replay_cp = await _hold_at_one_checkpoint(conn, live_schema, scratch)
+                    if replay_cp is None and attempt < attempts - 1:
                         continue
-                    if live_cp != replay_cp:
+                    if replay_cp is None:
                         report.problems.append(
                             Problem(
                                 kind="unsettled",
@@ -650,11 +691,15 @@ async def verify_projections(
                                 ),
                             )
                         )
-                    report.not_replayed = await _events_after(conn, replay_cp)
-                    for table in READ_MODEL_TABLES:
-                        rows, problems = await compare_table(conn, live_schema, scratch, table)
-                        report.tables[table] = rows
-                        report.problems.extend(problems)
+                        return
+                    try:
+                        report.not_replayed = await _events_after(conn, replay_cp)
+                        for table in READ_MODEL_TABLES:
+                            rows, problems = await compare_table(conn, live_schema, scratch, table)
+                            report.tables[table] = rows
+                            report.problems.extend(problems)
+                    finally:
+                        await conn.execute("ROLLBACK")  # the snapshot's read-only transaction
                 return
             finally:
                 async with pool.acquire() as conn:

@@ -97,6 +97,37 @@ async def test_verify_passes_on_a_healthy_database(
     assert left == 0
 
 
+async def test_verify_passes_while_commands_and_the_live_runner_keep_going(
+    fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    # A writer and a live runner run throughout; every verify must still compare the live
+    # tables and the replay at one checkpoint (it once raced the runner and reported
+    # made-up mismatches, e.g. a count one higher live than in the replay).
+    await healthy_db(fresh_pool, n=2)
+    c = CommandService(fresh_pool, Settings().sla_policy)
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        while not stop.is_set():
+            await story(c)
+
+    async def runner() -> None:
+        while not stop.is_set():
+            await catch_up(fresh_pool)
+            await asyncio.sleep(0.005)
+
+    tasks = [asyncio.create_task(writer()), asyncio.create_task(runner())]
+    try:
+        for _ in range(4):
+            report = await audit.verify(fresh_dsn)
+            assert report.ok, report.summary()
+            assert report.tables["ticket_summaries"] >= 2
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+    assert await fresh_pool.fetchval("SELECT count(*) FROM events") > 60  # it did write
+
+
 async def test_verify_cli_exits_zero_when_healthy_and_non_zero_naming_the_ticket_when_not(
     fresh_pool: asyncpg.Pool, fresh_dsn: str
 ) -> None:
