@@ -508,6 +508,16 @@ class CommandService:
             raise InvalidInput("the date lies in the future", field="date")
         if at < EARLIEST_CLIENT_TIME:
             raise InvalidInput("the date lies before 1970", field="date")
+        if state is not None and at < state.created_at:
+            # a reply cannot predate its ticket: the history would read out of order. A
+            # date names a minute, so the minute the ticket was raised in counts as then.
+            if at >= state.created_at.replace(second=0, microsecond=0):
+                return state.created_at
+            raise InvalidInput(
+                "the date lies before the ticket was raised "
+                f"({state.created_at.astimezone(UTC).strftime('%Y-%m-%d %H:%M')} UTC)",
+                field="date",
+            )
         return min(at, now)
 
     def _idempotency_record(

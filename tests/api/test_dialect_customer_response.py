@@ -11,6 +11,10 @@ import asyncpg
 import httpx
 import pytest
 
+from domain.events import Actor
+from services.commands import CommandService, Context
+from services.settings import Settings
+
 Auth = Callable[..., dict[str, str]]
 BasicUser = Callable[..., Awaitable[tuple[str, str]]]
 
@@ -81,8 +85,19 @@ async def test_html_is_sanitised_and_plain_is_kept_verbatim(
 async def test_the_clients_date_becomes_the_events_occurred_at(
     client: httpx.AsyncClient, auth: Auth, basic_user: BasicUser, api_pool: asyncpg.Pool
 ) -> None:
-    _, me = customer(auth)
-    ticket_id = await raise_ticket(client, me)
+    sub, _ = customer(auth)
+    # a ticket raised in 2014 (a command service whose clock says so)
+    old = CommandService(
+        api_pool, Settings().sla_policy, clock=lambda: datetime(2014, 7, 1, tzinfo=UTC)
+    )
+    ticket_id = (
+        await old.raise_ticket(
+            Context(actor=Actor(id=sub, role="customer")),
+            subject="Router offline",
+            description="No lights",
+            category_id=1,
+        )
+    ).ticket.id
     r = await client.post(
         f"/api/tickets/{ticket_id}/customer_response",
         json={"body": "Reply written offline", "body_type": "PLAIN", "date": "2014-07-14 12:34"},
@@ -216,6 +231,41 @@ async def test_unknown_ticket_is_404(client: httpx.AsyncClient, basic_user: Basi
     assert_error(r, 404)
 
 
+async def test_a_date_before_the_ticket_was_raised_is_400_and_its_first_minute_counts_as_then(
+    client: httpx.AsyncClient,
+    auth: Auth,
+    basic_user: BasicUser,
+    event_count: Callable[[], Awaitable[int]],
+    api_pool: asyncpg.Pool,
+) -> None:
+    _, me = customer(auth)
+    ticket_id = await raise_ticket(client, me)
+    raised = await api_pool.fetchval(
+        "SELECT occurred_at FROM events WHERE stream_id = $1 AND version = 1", ticket_id
+    )
+    before = await event_count()
+    for date in ("1970-01-01 00:00", (raised - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M")):
+        r = await client.post(
+            f"/api/tickets/{ticket_id}/customer_response",
+            json={"body": "x", "date": date},
+            auth=await basic_user("agent"),
+        )
+        assert_error(r, 400)
+        assert "before the ticket was raised" in r.json()["message"], r.text
+    assert await event_count() == before
+    # the minute it was raised in (the date's own precision) is recorded as the raise time
+    r = await client.post(
+        f"/api/tickets/{ticket_id}/customer_response",
+        json={"body": "x", "date": raised.strftime("%Y-%m-%d %H:%M")},
+        auth=await basic_user("agent"),
+    )
+    assert r.status_code == 200, r.text
+    at = await api_pool.fetchval(
+        "SELECT occurred_at FROM events WHERE stream_id = $1 AND version = 2", ticket_id
+    )
+    assert at == raised
+
+
 async def test_a_date_before_1970_is_400_and_appends_nothing(
     client: httpx.AsyncClient,
     auth: Auth,
@@ -263,7 +313,7 @@ async def test_a_date_at_the_ends_of_the_calendar_is_400_and_the_ticket_stays_re
         assert (await details(c, ticket_id, me))["ticketMessage"] == []
         r = await c.post(
             f"/api/tickets/{ticket_id}/customer_response",
-            json={"body": "later", "date": "2014-07-14 12:34"},
+            json={"body": "later"},
             headers=me,
         )
         assert r.status_code == 200, r.text

@@ -37,7 +37,11 @@ async def event_count(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM events"))
 
 
-async def new_ticket(svc: CommandService, **kw: object) -> int:
+async def new_ticket(
+    svc: CommandService, *, raised_at: datetime | None = None, **kw: object
+) -> int:
+    if raised_at is not None:  # a ticket raised back then (a service whose clock says so)
+        svc = CommandService(svc.store.pool, svc.sla_policy, clock=lambda: raised_at)
     r = await svc.raise_ticket(
         Context(actor=CUSTOMER), subject="Printer", description="on fire", category_id=1, **kw
     )  # type: ignore[arg-type]
@@ -317,7 +321,7 @@ async def test_close_immediately_appends_both_events_in_one_append(
 async def test_metadata_and_client_time_are_stored_and_hash_chained(
     svc: CommandService, fresh_pool: asyncpg.Pool
 ) -> None:
-    tid = await new_ticket(svc)
+    tid = await new_ticket(svc, raised_at=datetime(2024, 2, 1, tzinfo=UTC))
     client_time = datetime(2024, 2, 3, 4, 5, tzinfo=UTC)
     ctx = Context(
         actor=CUSTOMER,
@@ -366,7 +370,7 @@ async def test_only_the_system_records_a_breach_once(
 async def test_a_client_time_in_the_future_is_refused_and_a_past_one_keeps_updated_at(
     svc: CommandService, fresh_pool: asyncpg.Pool
 ) -> None:
-    tid = await new_ticket(svc)
+    tid = await new_ticket(svc, raised_at=datetime(2014, 7, 1, tzinfo=UTC))
     before = await fresh_pool.fetchval("SELECT count(*) FROM events")
     with pytest.raises(InvalidInput):
         await svc.post_message(
@@ -381,11 +385,18 @@ async def test_a_client_time_in_the_future_is_refused_and_a_past_one_keeps_updat
             await svc.post_message(
                 Context(actor=CUSTOMER, occurred_at=ancient), tid, body="ancient"
             )
+    # before the ticket was raised: refused (its history would read out of order)
+    with pytest.raises(InvalidInput, match="before the ticket was raised"):
+        await svc.post_message(
+            Context(actor=CUSTOMER, occurred_at=datetime(2014, 6, 30, tzinfo=UTC)), tid, body="x"
+        )
     assert await fresh_pool.fetchval("SELECT count(*) FROM events") == before
+    later = datetime(2014, 7, 20, tzinfo=UTC)
+    await svc.post_message(Context(actor=CUSTOMER, occurred_at=later), tid, body="newer mail")
     past = datetime(2014, 7, 14, 12, 34, tzinfo=UTC)
     r = await svc.post_message(Context(actor=CUSTOMER, occurred_at=past), tid, body="old mail")
     assert r.ticket.messages[-1].created_at == past
-    assert r.ticket.updated_at > past  # last activity never moves backwards
+    assert r.ticket.updated_at == later  # last activity never moves backwards
 
 
 # --- reads ------------------------------------------------------------------------------
