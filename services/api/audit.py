@@ -20,7 +20,7 @@ from domain.errors import InvalidInput, TicketNotFound
 from domain.events import EVENT_TYPES, Actor
 from services import audit
 from services.api.auth import allow
-from services.api.deps import commands_of, pool_of
+from services.api.deps import commands_of, one_value_each, pool_of
 from services.api.errors import Denied, Unauthenticated
 from services.api.native import (
     READ_ERRORS,
@@ -50,9 +50,11 @@ class TicketEvents(msgspec.Struct):
 
 
 def _time(value: str | None, field: str) -> datetime | None:
-    if value is None or value == "":
+    if value is None:
         return None
     text = value.strip()
+    if not text:  # not "no filter": a moment left out by mistake
+        raise InvalidInput(f"{field} is empty: give an ISO 8601 time or leave it out", field=field)
     candidates = [text]
     if " " in text:  # an unencoded "+02:00" arrives as " 02:00"
         head, _, tail = text.rpartition(" ")
@@ -120,6 +122,7 @@ async def audit_feed(
     until: Annotated[str | None, QueryParameter(description="recorded before")] = None,
 ) -> audit.FeedPage:
     pool = pool_of(request)
+    one_value_each(request, ("after", "limit", "since", "until"))
     return await audit.feed(
         pool,
         after=after,
@@ -160,6 +163,7 @@ async def ticket_state(
 ) -> Response[TicketOut]:
     commands = commands_of(request)
     viewer = request.scope["user"]
+    one_value_each(request, ("as_of", "version"))
     ticket = await audit.state_as_of(
         commands, _ticket_id(ticket_id), as_of=_time(as_of, "as_of"), version=version
     )

@@ -123,12 +123,20 @@ async def test_state_before_the_ticket_existed_or_past_its_last_version_is_404(
         {"as_of": "yesterday"},
         {"version": "0"},
         {"version": "2", "as_of": "2024-01-01T00:00:00Z"},
+        {"as_of": ""},  # was the state now
     ):
         r = await client.get(
             f"/v1/audit/tickets/{tid}/state", params=params, headers=auth(*AUDITOR)
         )
         assert r.status_code == 422, (params, r.text)
         assert problem_of(r)["detail"]
+    # a parameter given twice was read as its last value
+    for query in ("version=3&version=4", "as_of=2024-01-01T00:00:00Z&as_of=2025-01-01T00:00:00Z"):
+        r = await client.get(f"/v1/audit/tickets/{tid}/state?{query}", headers=auth(*AUDITOR))
+        assert r.status_code == 422, (query, r.text)
+        assert "more than once" in problem_of(r)["detail"]
+    r = await client.get("/v1/audit/events?after=0&after=5", headers=auth(*AUDITOR))
+    assert r.status_code == 422 and "more than once" in problem_of(r)["detail"]
 
 
 async def test_ticket_events_carry_metadata_and_a_verifiable_hash_chain(
@@ -219,6 +227,8 @@ async def test_the_feed_paged_with_small_limits_returns_each_event_once_in_order
         {"limit": str(2**64)},
         {"type": "NoSuchEvent"},
         {"since": "last week"},
+        {"since": ""},  # an empty moment is a mistake, not "no filter"
+        {"until": "  "},
     ],
 )
 async def test_the_feed_rejects_bad_parameters_with_a_problem(
