@@ -52,12 +52,18 @@ AUDIT_PREFIX = "/v1/audit"
 BASIC_CACHE_TTL_S = 30.0
 BASIC_CACHE_MAX = 10_000
 TOKEN_CACHE_MAX = 10_000
-# Password guessing: after this many failed Basic logins for one user name within a
-# minute, that name is answered 429 without checking the password until the minute ends
-# (a credential verified earlier keeps working from the cache); off with rate limiting.
-# And at most this many slow password hashes run at once per process (argon2 takes 64
-# MiB each).
+# Password guessing: after this many failed Basic logins for one user name from one client
+# address within a minute, that name is answered 429 from that address without checking
+# the password (a credential verified earlier keeps working from the cache); a name
+# guessed from many addresses is stopped at NAME_FAILURE_FACTOR times that, and an
+# address that fails with any names at SOURCE_FAILURE_FACTOR times it (so a flood of
+# made-up names cannot queue slow hashes ahead of real logins). Keyed by address too, so
+# a stranger who knows an integration's user name cannot lock it out from elsewhere.
+# Off with rate limiting. And at most this many slow password hashes run at once per
+# process (argon2 takes 64 MiB each).
 BASIC_FAILURES_PER_MINUTE = 10
+NAME_FAILURE_FACTOR = 10
+SOURCE_FAILURE_FACTOR = 3
 CONCURRENT_PASSWORD_CHECKS = 4
 ROLES_OPT = "roles"
 READ_OPT = "read_only"  # handler opt: a POST that only reads (auditors may send it)
@@ -166,7 +172,8 @@ def _dummy_hash() -> str:
 
 
 class LoginThrottle:
-    """Failed Basic logins per user name over the last minute (services/api/ratewindow.py).
+    """Failed Basic logins over the last minute (services/api/ratewindow.py): per user
+    name and client address, per name, and per address (BASIC_FAILURES_PER_MINUTE).
 
     Fails open when Redis is unavailable (as the rate limiter does): the password check
     itself still stands, only its repetition goes unbounded.
@@ -182,26 +189,40 @@ class LoginThrottle:
         self.prefix = prefix
         self.clock = clock
 
-    def _key(self, name: str) -> str:
-        # a digest: user names are client input, keys are not the place for them
-        return f"{self.prefix}:{hashlib.sha256(name.encode()).hexdigest()[:32]}"
+    def _keys(self, name: str, source: str) -> list[tuple[str, int]]:
+        # digests: user names are client input, keys are not the place for them
+        def key(kind: str, *parts: str) -> str:
+            digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
+            return f"{self.prefix}:{kind}:{digest}"
 
-    async def check(self, redis: Any, name: str) -> None:
-        """429 when one more failure for ``name`` would exceed the limit."""
+        n = self.per_minute
+        return [
+            (key("pair", name, source), n),
+            (key("name", name), n * NAME_FAILURE_FACTOR),
+            (key("source", source), n * SOURCE_FAILURE_FACTOR),
+        ]
+
+    async def check(self, redis: Any, name: str, source: str = "") -> None:
+        """429 when one more failure for ``name`` from ``source`` would exceed a limit."""
         if redis is None or self.per_minute <= 0:
             return
-        try:
-            failed = await ratewindow.count(redis, self._key(name), self.clock(), add=False)
-        except Exception:
-            return
-        if failed.estimate() + 1 > self.per_minute:
-            raise TooManyRequests(failed.retry_after(self.per_minute))
+        wait = 0
+        for key, limit in self._keys(name, source):
+            try:
+                failed = await ratewindow.count(redis, key, self.clock(), add=False)
+            except Exception:
+                return
+            if failed.estimate() + 1 > limit:
+                wait = max(wait, failed.retry_after(limit))
+        if wait:
+            raise TooManyRequests(wait)
 
-    async def failed(self, redis: Any, name: str) -> None:
+    async def failed(self, redis: Any, name: str, source: str = "") -> None:
         if redis is None or self.per_minute <= 0:
             return
         with contextlib.suppress(Exception):
-            await ratewindow.count(redis, self._key(name), self.clock(), add=True)
+            for key, _ in self._keys(name, source):
+                await ratewindow.count(redis, key, self.clock(), add=True)
 
 
 class Authenticator:
@@ -222,8 +243,9 @@ class Authenticator:
         self._hashing = asyncio.Semaphore(CONCURRENT_PASSWORD_CHECKS)
 
     async def authenticate(
-        self, authorization: str | None, pool: asyncpg.Pool, redis: Any = None
+        self, authorization: str | None, pool: asyncpg.Pool, redis: Any = None, source: str = ""
     ) -> Actor:
+        """The caller's identity; ``source`` is the client's address (the login throttle)."""
         if not authorization:
             raise Unauthenticated(
                 "authentication required: send 'Authorization: Bearer <token>' or HTTP Basic"
@@ -250,10 +272,10 @@ class Authenticator:
                 self.tokens.put(value, actor, exp)
             return actor
         if scheme == "basic":
-            return await self._basic(value, pool, redis)
+            return await self._basic(value, pool, redis, source)
         raise Unauthenticated("unsupported authorization scheme; use Bearer or Basic")
 
-    async def _basic(self, value: str, pool: asyncpg.Pool, redis: Any) -> Actor:
+    async def _basic(self, value: str, pool: asyncpg.Pool, redis: Any, source: str) -> Actor:
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
@@ -273,7 +295,7 @@ class Authenticator:
         cached = self.cache.get(digest)
         if cached is not None:
             return cached
-        await self.throttle.check(redis, name)
+        await self.throttle.check(redis, name, source)
         row = await pool.fetchrow(
             "SELECT password_hash, role, display_name, disabled FROM api_users WHERE name = $1",
             name,
@@ -283,7 +305,7 @@ class Authenticator:
         async with self._hashing:
             ok = await asyncio.to_thread(verify_password, stored, password)
         if row is None or not ok or row["disabled"]:
-            await self.throttle.failed(redis, name)
+            await self.throttle.failed(redis, name, source)
             raise Unauthenticated("wrong user name or password, or the API user is disabled")
         actor = Actor(id=name, role=row["role"], name=row["display_name"] or name)
         self.cache.put(digest, actor)
@@ -354,7 +376,9 @@ class AccessGuard:
                 break
         state = scope["litestar_app"].state
         redis = getattr(state, "redis", None)
-        actor = await self.authenticator.authenticate(authorization, state.pool, redis)
+        client = scope.get("client")
+        source = str(client[0]) if client else ""
+        actor = await self.authenticator.authenticate(authorization, state.pool, redis, source)
         scope["user"] = actor
         scope["auth"] = (
             "basic" if authorization and authorization[:6].lower() == "basic " else "bearer"

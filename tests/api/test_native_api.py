@@ -586,6 +586,12 @@ async def test_failed_basic_logins_for_one_name_are_throttled(
         # the throttle is per name: another API user logs in as usual
         ok = await c.get("/v1/categories", auth=(bystander, "right-password"))
         assert ok.status_code == 200
+    # and per client address: the guessed name still logs in from elsewhere, so a
+    # stranger who knows it cannot lock its integration out
+    elsewhere = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, transport=elsewhere) as c:
+        ok = await c.get("/v1/categories", auth=(guessed, "right-password"))
+        assert ok.status_code == 200, ok.text
 
 
 async def test_basic_credentials_say_whether_base64_or_utf8_is_wrong(

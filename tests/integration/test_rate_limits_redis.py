@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.api.auth import LoginThrottle, RateLimiter
+from services.api.auth import NAME_FAILURE_FACTOR, SOURCE_FAILURE_FACTOR, LoginThrottle, RateLimiter
 from services.api.errors import TooManyRequests
 
 START = 1_800_000_000.0 - 1_800_000_000.0 % 60  # a minute boundary
@@ -56,3 +56,28 @@ async def test_failed_logins_are_throttled_over_the_last_minute(redis_client: An
     await throttle.check(redis_client, "someone else")
     clock.at = START + 80
     await throttle.check(redis_client, "guessed")
+
+
+async def test_failed_logins_are_counted_per_address_so_strangers_cannot_lock_a_name_out(
+    redis_client: Any,
+) -> None:
+    clock = Clock(START + 10)
+    throttle = LoginThrottle(2, prefix=f"test:af:{uuid.uuid4().hex}", clock=clock)
+    for _ in range(2):
+        await throttle.failed(redis_client, "integration", "203.0.113.9")
+    with pytest.raises(TooManyRequests):  # the guesser's address is stopped
+        await throttle.check(redis_client, "integration", "203.0.113.9")
+    await throttle.check(redis_client, "integration", "198.51.100.7")  # the integration is not
+    # a name guessed from many addresses is stopped everywhere at NAME_FAILURE_FACTOR x 2
+    for i in range(2 * NAME_FAILURE_FACTOR - 2):
+        await throttle.failed(redis_client, "integration", f"10.0.{i}.1")
+    with pytest.raises(TooManyRequests):
+        await throttle.check(redis_client, "integration", "198.51.100.7")
+    # an address trying made-up names is stopped at SOURCE_FAILURE_FACTOR x 2, before
+    # any slow hash, whatever name it tries next
+    for i in range(2 * SOURCE_FAILURE_FACTOR):
+        await throttle.check(redis_client, f"made-up-{i}", "192.0.2.66")
+        await throttle.failed(redis_client, f"made-up-{i}", "192.0.2.66")
+    with pytest.raises(TooManyRequests):
+        await throttle.check(redis_client, "yet-another", "192.0.2.66")
+    await throttle.check(redis_client, "yet-another", "192.0.2.67")
