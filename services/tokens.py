@@ -47,6 +47,10 @@ def verify_token(token: str, *, secret: str | None, public_key: str | None) -> A
         raise TokenError("the token has expired") from None
     except jwt.InvalidTokenError as exc:
         raise TokenError(_why_invalid(exc, algorithms)) from None
+    for claim in ("exp", "nbf", "iat"):  # RFC 7519: NumericDate (PyJWT also takes "123")
+        value = claims.get(claim)
+        if claim in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TokenError(f"the token's {claim} claim must be a number (seconds since 1970)")
     sub, role, name = claims.get("sub"), claims.get("role"), claims.get("name")
     if not isinstance(sub, str) or not sub:
         raise TokenError("the token's sub claim must be a non-empty string")

@@ -44,8 +44,28 @@ def test_a_good_token_names_its_actor() -> None:
             ),
             "HS256",
         ),
+        (
+            jwt.encode({"sub": "u1", "role": "agent", "exp": str(int(time.time()) + 60)}, SECRET),
+            "exp claim must be a number",
+        ),
+        (
+            jwt.encode(
+                {"sub": "u1", "role": "agent", "exp": int(time.time()) + 60, "iat": "1"}, SECRET
+            ),
+            "iat claim must be a number",
+        ),
     ],
-    ids=["not-ascii", "not-base64", "other-key", "no-role", "no-exp", "expired", "algorithm"],
+    ids=[
+        "not-ascii",
+        "not-base64",
+        "other-key",
+        "no-role",
+        "no-exp",
+        "expired",
+        "algorithm",
+        "exp-a-string",
+        "iat-a-string",
+    ],
 )
 def test_each_refusal_says_what_is_wrong_without_decoder_internals(token: str, says: str) -> None:
     message = refusal(token)
