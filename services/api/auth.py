@@ -359,9 +359,10 @@ class RateLimiter:
 class AccessGuard:
     """Authenticates, rate-limits and authorizes one request; raises when it may not go on.
 
-    Called by ``services.api.middleware.RequestMiddleware`` for every HTTP request whose
-    path is not public (decided on the request path, not the handler's, so /health/* and
-    the docs stay open and an unknown path is still refused to strangers).
+    Called by ``services.api.middleware.RequestMiddleware`` for every routed HTTP request
+    whose path is not public (decided on the request path, not the handler's, so
+    /health/* and the docs stay open). A path or method no route serves never reaches it:
+    the router answers 404 or 405 first, to anyone, as most HTTP APIs do; nothing is read.
     """
 
     def __init__(self, settings: Settings, authenticator: Authenticator | None = None) -> None:
