@@ -42,6 +42,7 @@ from domain.errors import (
 from domain.events import (
     Actor,
     BodyType,
+    Event,
     ExternalAttachment,
     Priority,
     SlaTarget,
@@ -289,6 +290,26 @@ class CommandService:
             lambda now: ChangeStatus(actor=ctx.actor, now=now, status=status, reason=reason),
         )
 
+    async def assign_and_change_status(
+        self,
+        ctx: Context,
+        ticket_id: int,
+        *,
+        assignee: str,
+        status: Status,
+        reason: str | None = None,
+    ) -> CommandResult:
+        """Assign, then change the status, as one command: both or (either refused)
+        neither, under one Idempotency-Key (backend's PUT carries both)."""
+        return await self._simple(
+            ctx,
+            ticket_id,
+            lambda now: [
+                AssignTicket(actor=ctx.actor, now=now, assignee=assignee),
+                ChangeStatus(actor=ctx.actor, now=now, status=status, reason=reason),
+            ],
+        )
+
     async def change_priority(
         self, ctx: Context, ticket_id: int, *, priority: Priority
     ) -> CommandResult:
@@ -347,7 +368,7 @@ class CommandService:
     # --- machinery ---------------------------------------------------------------------
 
     async def _simple(
-        self, ctx: Context, ticket_id: int, make: Callable[[datetime], Command]
+        self, ctx: Context, ticket_id: int, make: Callable[[datetime], Command | list[Command]]
     ) -> CommandResult:
         replay = await self._replay(ctx)
         if replay is not None:
@@ -357,7 +378,7 @@ class CommandService:
     async def _execute(
         self,
         ticket_id: int,
-        make: Callable[[datetime], Command],
+        make: Callable[[datetime], Command | list[Command]],
         ctx: Context,
         *,
         new_stream: bool = False,
@@ -429,7 +450,7 @@ class CommandService:
     async def _attempt(
         self,
         ticket_id: int,
-        make: Callable[[datetime], Command],
+        make: Callable[[datetime], Command | list[Command]],
         ctx: Context,
         new_stream: bool,
         names: list[str],
@@ -468,9 +489,18 @@ class CommandService:
                 f"the ticket is at version {version}, not {ctx.expected_version}; "
                 "fetch it again and retry"
             )
-        command = make(now)
-        names[0] = type(command).__name__
-        events = domain.decide(state, command)
+        made = make(now)
+        # several commands decide in turn on the state the earlier ones leave, and their
+        # events go in one append: all of them, or (any refusal) none
+        steps = made if isinstance(made, list) else [made]
+        names[0] = "+".join(type(c).__name__ for c in steps)
+        events: list[Event] = []
+        after = state
+        for command in steps:
+            decided = domain.decide(after, command)
+            for step_event in decided:
+                after = domain.evolve(after, step_event, client_at or now)
+            events += decided
         if not events:
             assert state is not None
             await self._remember_noop(ctx, ticket_id, version, conn)

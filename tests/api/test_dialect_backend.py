@@ -285,8 +285,49 @@ async def test_seed_update_status_by_number_or_name(
 async def test_update_status_errors(client: httpx.AsyncClient, auth: Auth) -> None:
     _, me = customer(auth)
     n = await raise_ticket(client, me)
-    for bad in ({"status": 9}, {"status": "sleeping"}, {}, {"status": 0}):
+    for bad in (
+        {"status": 9},
+        {"status": "sleeping"},
+        {},
+        {"status": 0},
+        {"status": "\u00b2"},  # a superscript two: was a 500
+        {"status": "\u0663"},  # an Arabic-Indic three: was read as 3
+    ):
         assert_error(await client.put(f"{BASE}/{n}", json=bad, headers=admin(auth)), 400)
+    # assigning and changing the status is one command: a refused status change (its
+    # reason too long) leaves no assignment behind
+    events = await client.get(f"/v1/audit/tickets/{n}/events", headers=admin(auth))
+    before = len(events.json()["items"])
+    r = await client.put(
+        f"{BASE}/{n}",
+        json={"status": 4, "assignee": "agent-8", "reason": "r" * 3000},
+        headers=admin(auth),
+    )
+    assert_error(r, 400)
+    assert "reason" in r.json()["message"]
+    events = await client.get(f"/v1/audit/tickets/{n}/events", headers=admin(auth))
+    assert len(events.json()["items"]) == before
+    data = ok(
+        await client.put(
+            f"{BASE}/{n}",
+            json={"status": 3, "assignee": "agent-8", "reason": "waiting"},
+            headers={**admin(auth), "Idempotency-Key": f"both-{n}"},
+        ),
+        "Ticket status updated successfully",
+    )
+    assert data == {"id": n, "status": 3, "assignee": "agent-8"}
+    events = await client.get(f"/v1/audit/tickets/{n}/events", headers=admin(auth))
+    got = [e["type"] for e in events.json()["items"]]
+    assert got[before:] == ["TicketAssigned", "StatusChanged"]
+    assert len({e["recorded_at"] for e in events.json()["items"][before:]}) == 1  # one append
+    again = await client.put(
+        f"{BASE}/{n}",
+        json={"status": 3, "assignee": "agent-8", "reason": "waiting"},
+        headers={**admin(auth), "Idempotency-Key": f"both-{n}"},
+    )
+    assert again.json()["data"] == data
+    events = await client.get(f"/v1/audit/tickets/{n}/events", headers=admin(auth))
+    assert len(events.json()["items"]) == before + 2  # the repeat appended nothing
     assert_error(await client.put(f"{BASE}/{n}", json={"status": 2}, headers=me), 403)
     assert_error(
         await client.put(f"{BASE}/987654321", json={"status": 2}, headers=admin(auth)), 404

@@ -351,7 +351,8 @@ def _status(value: int | str | None) -> Status:
     if value is None or value == "":
         raise InvalidInput("status is required: 1-5 or a status name", field="status")
     if (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, str) and value.strip().isdigit()
+        # ASCII digits only: str.isdigit() also takes "²" (int() refuses it) and "٣"
+        isinstance(value, str) and value.strip().isascii() and value.strip().isdigit()
     ):
         status = _CODES_STATUS.get(int(value))
     else:
@@ -586,16 +587,16 @@ async def update_status(
         raise InvalidInput("status is required: 1-5 or a status name", field="status")
     status = _status(data.status) if data.status is not None else None
     ctx = await context(request, DIALECT)
-    result = None
-    if data.assignee is not None:
-        # Two commands: each gets its own idempotency key so a retry replays both.
-        key = ctx.idempotency_key
-        actx = msgspec.structs.replace(ctx, idempotency_key=f"{key}:assign") if key else ctx
-        result = await commands.assign(actx, n, assignee=data.assignee)
-        ctx = msgspec.structs.replace(ctx, expected_version=None)
-    if status is not None:
+    if data.assignee is not None and status is not None:
+        # one command: a refused status change leaves no assignment behind
+        result = await commands.assign_and_change_status(
+            ctx, n, assignee=data.assignee, status=status, reason=data.reason
+        )
+    elif data.assignee is not None:
+        result = await commands.assign(ctx, n, assignee=data.assignee)
+    else:
+        assert status is not None
         result = await commands.change_status(ctx, n, status=status, reason=data.reason)
-    assert result is not None
     return ok(
         "Ticket status updated successfully",
         {"id": n, "status": STATUS_CODES[result.ticket.status], "assignee": result.ticket.assignee},
