@@ -291,6 +291,8 @@ class Authenticator:
         name, sep, password = decoded.partition(":")
         if not sep or not name:
             raise Unauthenticated("the Basic credentials must be name:password")
+        if "\x00" in decoded:  # no API user has one, and the database cannot take it
+            raise Unauthenticated("wrong user name or password, or the API user is disabled")
         digest = self.cache.digest(name, password)
         cached = self.cache.get(digest)
         if cached is not None:

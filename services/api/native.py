@@ -467,8 +467,8 @@ async def list_tickets(
         requester=requester,
         category_id=category,
         q=q,
-        created_from=_utc(created_from),
-        created_to=_utc(created_to),
+        created_from=_utc(created_from, "created_from"),
+        created_to=_utc(created_to, "created_to"),
         internal_notes=domain.can_see_internal(actor),
     )
     customer = actor.role == "customer"
@@ -525,12 +525,17 @@ def domain_text_has_control(value: str) -> bool:
     return any((ord(c) < 32 and c not in "\t\n\r") or 0x7F <= ord(c) <= 0x9F for c in value)
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(value: datetime | None, field: str) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value
+    try:  # 0001-01-01T00:00+05:00 lies before the first instant a datetime holds in UTC
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field} lies outside the years 1 to 9999 in UTC", field=field
+        ) from None
 
 
 @get("/tickets/{ticket_id:int}", summary="A ticket with its messages", responses=TICKET_READ_ERRORS)

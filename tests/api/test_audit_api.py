@@ -227,6 +227,8 @@ async def test_the_feed_paged_with_small_limits_returns_each_event_once_in_order
         {"limit": str(2**64)},
         {"type": "NoSuchEvent"},
         {"since": "last week"},
+        {"since": "0001-01-01T00:00:00+05:00"},  # before year 1 in UTC: was a 500
+        {"until": "9999-12-31T23:59:59-05:00"},
         {"since": ""},  # an empty moment is a mistake, not "no filter"
         {"until": "  "},
     ],

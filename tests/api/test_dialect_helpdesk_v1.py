@@ -224,8 +224,18 @@ async def test_v2_pages_through_every_ticket_with_limit_and_offset(
     assert await page("?limit=2&offset=2") == newest_first[2:4]
     assert await page(limit="2", offset="4") == newest_first[4:]
     assert await page("?offset=5") == []
-    for bad in ("?limit=0", "?offset=-1", "?limit=many"):
+    for bad in (
+        "?limit=0",
+        "?offset=-1",
+        "?limit=many",
+        "?offset=99999999999999999999999",  # past the database's bigint: was a 500
+        "?offset=%D9%A3",  # an Arabic-Indic three: not read as 3
+        "?limit=2.7",  # not rounded down to 2
+    ):
         assert_error(await client.get(f"/api/v1/get_tickets/{sub}{bad}", headers=me), 400)
+    r = await client.post(f"/api/v1/get_tickets/{sub}", json={"offset": 1e30}, headers=me)
+    assert_error(r, 400)
+    assert await page(limit="2.0") == newest_first[:2]  # a whole number written as such
 
 
 async def test_v2_seed_shape_and_filters(client: httpx.AsyncClient, auth: Auth) -> None:

@@ -333,6 +333,13 @@ async def test_list_filters_and_keyset_pagination(client: httpx.AsyncClient, aut
     assert set(await list_ids({"category": 2})) == {ids[1], ids[3]}
     assert set(await list_ids({"q": word})) == set(ids)
     assert await list_ids({"created_from": "2999-01-01T00:00:00Z"}) == []
+    # valid RFC 3339 whose UTC instant no datetime holds: 422, not a database error
+    for edge in (
+        {"created_from": "0001-01-01T00:00:00+05:00"},
+        {"created_to": "9999-12-31T23:59:59-05:00"},
+    ):
+        r = await client.get("/v1/tickets", params=edge, headers=h)
+        assert r.status_code == 422 and next(iter(edge)) in problem(r)["detail"], r.text
     assert set(await list_ids({"created_to": "2999-01-01T00:00:00Z"})) == set(ids)
     # keyset pages of 2 cover everything once
     seen: list[int] = []
@@ -602,6 +609,10 @@ async def test_basic_credentials_say_whether_base64_or_utf8_is_wrong(
     assert r.status_code == 401 and "UTF-8" in problem(r)["detail"]
     r = await client.get("/v1/categories", headers={"Authorization": "Basic %%%"})
     assert r.status_code == 401 and "base64" in problem(r)["detail"]
+    # a NUL in the name: no such user (401), not a database error (400)
+    nul = base64.b64encode(b"in\x00teg1:pw").decode()
+    r = await client.get("/v1/categories", headers={"Authorization": f"Basic {nul}"})
+    assert r.status_code == 401, r.text
 
 
 async def test_rate_limiter_fails_open_without_redis(

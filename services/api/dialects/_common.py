@@ -124,17 +124,25 @@ def positive_int(value: Any, name: str, *, prefix: str | None = None) -> int:
     return n
 
 
+MAX_BIGINT = 2**63 - 1
+
+
 def int_param(
     value: Any, name: str, *, default: int, minimum: int, maximum: int | None = None
 ) -> int:
     if value is None or value == "":
         return default
-    try:
-        n = int(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        n = None
+    n: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, float) and value.is_integer():  # 2.0, not 2.7 rounded down
+        n = int(value)
+    elif isinstance(value, str) and (m := re.fullmatch(r"\s*(-?[0-9]+)(\.0*)?\s*", value)):
+        n = int(m.group(1))  # ASCII digits ("2" or "2.0"; int() also reads other scripts')
     if n is None or n < minimum:
         raise InvalidInput(f"{name} must be a whole number of at least {minimum}", field=name)
+    if maximum is None and n > MAX_BIGINT:  # a row count or offset: the database's bigint
+        raise InvalidInput(f"{name} must be at most {MAX_BIGINT}", field=name)
     return min(n, maximum) if maximum is not None else n
 
 
