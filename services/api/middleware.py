@@ -124,6 +124,30 @@ class RequestMiddleware(ASGIMiddleware):
             request_id_var.reset(token)
 
 
+_ALLOW_TABLE = "allow_by_path"  # app.state: each route path's methods, built once
+
+
+def _allow_every_method(
+    headers: list[tuple[bytes, bytes]], scope: Scope, route: str
+) -> list[tuple[bytes, bytes]]:
+    """OPTIONS answers with every method of the path in Allow (RFC 9110). Litestar 2's own
+    OPTIONS handler names only the first handler registered on a path (so GET and POST
+    written as two handlers showed one of them); the app's route map has them all."""
+    app = scope.get("litestar_app")
+    if app is None:
+        return headers
+    table: dict[str, str] | None = app.state.get(_ALLOW_TABLE)
+    if table is None:
+        table = {
+            r.path_format: ", ".join(sorted(r.methods)) for r in app.routes if hasattr(r, "methods")
+        }
+        app.state[_ALLOW_TABLE] = table
+    allowed = table.get(route)
+    if allowed is None:
+        return headers
+    return [(k, v) for k, v in headers if k.lower() != b"allow"] + [(b"allow", allowed.encode())]
+
+
 async def before_send(message: Message, scope: Scope) -> None:
     """Stamp X-Request-ID (and the projection lag) on the response; log and measure it."""
     if message["type"] != "http.response.start" or str(scope.get("type")) != "http":
@@ -135,14 +159,16 @@ async def before_send(message: Message, scope: Scope) -> None:
     lag = state.get(_STATE_LAG)
     if lag is not None:
         headers.append((b"x-projection-lag-ms", str(int(lag)).encode()))
+    route = scope.get("path_template") or "<unmatched>"
+    method = str(scope.get("method", ""))
+    if method == "OPTIONS":
+        headers = _allow_every_method(headers, scope, route)
     message["headers"] = headers
     status = int(message["status"])
-    route = scope.get("path_template") or "<unmatched>"
     t0 = state.get(_STATE_T0)
     elapsed = (time.perf_counter() - t0) if t0 is not None else None
     app = scope.get("litestar_app")
     metrics = getattr(getattr(app, "state", None), "metrics", None) if app is not None else None
-    method = str(scope.get("method", ""))
     if metrics is not None and elapsed is not None:
         metrics.observe_request(method, route, status, elapsed)
     if not log.isEnabledFor(logging.INFO):
