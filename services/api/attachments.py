@@ -240,8 +240,9 @@ async def may_download(pool: asyncpg.Pool, row: asyncpg.Record, actor: Actor) ->
     responses={
         200: ResponseSpec(
             data_container=bytes,
-            media_type="application/octet-stream",
-            description="The file",
+            media_type="*/*",
+            description="The file, as the content type it was uploaded with (always as a "
+            "download: Content-Disposition attachment, X-Content-Type-Options nosniff)",
             generate_examples=False,
         ),
         **READ_ERRORS,

@@ -671,6 +671,9 @@ async def test_openapi_describes_routes_and_security(client: httpx.AsyncClient) 
     ):
         assert path in spec["paths"], path
     assert "422" in spec["paths"]["/v1/tickets"]["post"]["responses"]
+    # a download answers in the type it was uploaded with, so any type is documented
+    download = spec["paths"]["/v1/attachments/{attachment_id}"]["get"]["responses"]["200"]
+    assert list(download["content"]) == ["*/*"]
 
 
 async def test_request_ids_on_every_response_and_logs_never_hold_secrets(
