@@ -266,6 +266,8 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
             overrides["jwt_secret"] = secret_file.read_text().strip()
         settings = msgspec.structs.replace(settings, **overrides)
         return asyncio.run(_dev(settings, data_dir))
+    except _AskedToStop:
+        return 0
     except KeyboardInterrupt:
         return 130
     finally:
@@ -314,7 +316,15 @@ def _stop_on_termination() -> None:
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None:
-            signal.signal(sig, signal.default_int_handler)
+            signal.signal(sig, _asked_to_stop)
+
+
+class _AskedToStop(KeyboardInterrupt):
+    """A SIGTERM or SIGHUP: the stop a supervisor asks for, so `dev` exits 0 (Ctrl-C: 130)."""
+
+
+def _asked_to_stop(signum: int, frame: object) -> None:
+    raise _AskedToStop
 
 
 async def _dev(settings: Settings, data_dir: Path) -> int:
