@@ -235,7 +235,7 @@ def bench_argv(args: argparse.Namespace) -> list[str]:
 
 def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
     """Embedded servers where none is configured, migrate, then API and worker together."""
-    from services.embedded import EmbeddedServers
+    from services.embedded import EmbeddedServers, EmbeddedUnavailable
 
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -266,6 +266,8 @@ def cmd_dev(settings: Settings, _args: argparse.Namespace) -> int:
             overrides["jwt_secret"] = secret_file.read_text().strip()
         settings = msgspec.structs.replace(settings, **overrides)
         return asyncio.run(_dev(settings, data_dir))
+    except EmbeddedUnavailable as exc:
+        return _die(str(exc))
     except _AskedToStop:
         return 0
     except KeyboardInterrupt:

