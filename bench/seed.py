@@ -100,6 +100,17 @@ def _ticket_rows(
     )
 
 
+async def _store(
+    conn: asyncpg.Connection, streams: list[tuple[object, ...]], events: list[tuple[object, ...]]
+) -> None:
+    """One batch: the streams' heads and their events, in one transaction."""
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            "streams", records=streams, columns=("stream_id", "version", "last_hash", "updated_at")
+        )
+        await conn.copy_records_to_table("events", records=events, columns=COLUMNS)
+
+
 async def seed_tickets(
     dsn: str,
     count: int,
@@ -135,13 +146,7 @@ async def seed_tickets(
                 e, s = _ticket_rows(tid, rnd, now, policy, overdue, text, spread_seconds)
                 events.append(e)
                 streams.append(s)
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "streams",
-                    records=streams,
-                    columns=("stream_id", "version", "last_hash", "updated_at"),
-                )
-                await conn.copy_records_to_table("events", records=events, columns=COLUMNS)
+            await _store(conn, streams, events)
             done += n
             if progress:
                 progress(done, count)
@@ -253,13 +258,7 @@ async def seed_lifecycles(dsn: str, events: int, *, batch: int = 20_000, seed: i
                 message_id += used
             await conn.execute("SELECT setval('ticket_id_seq', $1)", ticket_id + tickets)
             await conn.execute("SELECT setval('message_id_seq', $1)", message_id + 1)
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "streams",
-                    records=streams,
-                    columns=("stream_id", "version", "last_hash", "updated_at"),
-                )
-                await conn.copy_records_to_table("events", records=rows, columns=COLUMNS)
+            await _store(conn, streams, rows)
             done += len(rows)
         await conn.execute("ANALYZE events")
         await conn.execute("ANALYZE streams")

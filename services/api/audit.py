@@ -7,7 +7,7 @@ Everything here reads the event log itself (never a projection), so it is never 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -20,7 +20,7 @@ from domain.errors import InvalidInput, TicketNotFound
 from domain.events import EVENT_TYPES, Actor
 from services import audit
 from services.api.auth import allow
-from services.api.deps import commands_of, one_value_each, pool_of
+from services.api.deps import commands_of, in_utc, one_value_each, pool_of
 from services.api.errors import Denied, Unauthenticated
 from services.api.native import (
     READ_ERRORS,
@@ -74,12 +74,7 @@ def _time(value: str | None, field: str) -> datetime | None:
         raise InvalidInput(
             f"{field} needs a time zone (Z or +hh:mm), e.g. 2024-05-01T12:00:00Z", field=field
         )
-    try:  # 0001-01-01T00:00+05:00 lies before the first instant a datetime holds in UTC
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(
-            f"{field} lies outside the years 1 to 9999 in UTC", field=field
-        ) from None
+    return in_utc(parsed, field)
 
 
 def _types(values: list[str] | None) -> list[str] | None:

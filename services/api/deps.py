@@ -4,6 +4,7 @@ request → command Context helper."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -170,3 +171,15 @@ def one_value_each(request: Request[Any, Any, Any], names: tuple[str, ...]) -> N
         if name in seen and name in names:
             raise InvalidInput(f"{name} is given more than once; give one value", field=name)
         seen.add(name)
+
+
+def in_utc(value: datetime, field: str) -> datetime:
+    """An aware time as UTC, or a 400/422 naming ``field`` when that instant lies outside
+    what a datetime holds (0001-01-01T00:00+05:00 is before year 1 in UTC; PostgreSQL
+    would refuse it as a database error)."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{field} lies outside the years 1 to 9999 in UTC", field=field
+        ) from None

@@ -37,6 +37,7 @@ from services.api.deps import (
     commands_of,
     consistent,
     idempotency_of,
+    in_utc,
     one_value_each,
     pool_of,
     request_body,
@@ -530,12 +531,7 @@ def _utc(value: datetime | None, field: str) -> datetime | None:
         return None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    try:  # 0001-01-01T00:00+05:00 lies before the first instant a datetime holds in UTC
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(
-            f"{field} lies outside the years 1 to 9999 in UTC", field=field
-        ) from None
+    return in_utc(value, field)
 
 
 @get("/tickets/{ticket_id:int}", summary="A ticket with its messages", responses=TICKET_READ_ERRORS)
