@@ -494,13 +494,13 @@ class CommandService:
         # events go in one append: all of them, or (any refusal) none
         steps = made if isinstance(made, list) else [made]
         names[0] = "+".join(type(c).__name__ for c in steps)
-        events: list[Event] = []
-        after = state
-        for command in steps:
-            decided = domain.decide(after, command)
-            for step_event in decided:
+        events: list[Event] = domain.decide(state, steps[0])
+        after, applied = state, 0
+        for command in steps[1:]:  # a later one decides on the state the earlier ones leave
+            for step_event in events[applied:]:
                 after = domain.evolve(after, step_event, client_at or now)
-            events += decided
+            applied = len(events)
+            events += domain.decide(after, command)
         if not events:
             assert state is not None
             await self._remember_noop(ctx, ticket_id, version, conn)

@@ -20,6 +20,7 @@ from domain.events import Priority, Status
 from domain.ticket import Message, Ticket
 from services.api.deps import commands_of, one_value_each, pool_of, settings_of
 from services.api.dialects._common import (
+    MAX_BIGINT,
     MAX_PAGE,
     actor_of,
     context,
@@ -61,7 +62,6 @@ _PRIORITY_IN: dict[str, Priority] = {
 }
 
 
-MAX_OFFSET = 2**63 - 1  # rows skipped by a page: the database's bigint
 LIST_PARAMS = ("status", "priority", "page", "limit")
 
 
@@ -321,8 +321,8 @@ async def list_tickets(
     one_value_each(request, LIST_PARAMS)
     page_n = int_param(page, "page", default=1, minimum=1)
     limit_n = int_param(limit, "limit", default=20, minimum=1, maximum=MAX_PAGE)
-    if (page_n - 1) * limit_n > MAX_OFFSET:
-        last = MAX_OFFSET // limit_n + 1
+    if (page_n - 1) * limit_n > MAX_BIGINT:  # rows skipped: the database's bigint
+        last = MAX_BIGINT // limit_n + 1
         raise InvalidInput(f"page must be at most {last} with limit {limit_n}", field="page")
     f = TicketFilter(
         status=parse_status(status) if status else None,
