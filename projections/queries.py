@@ -131,8 +131,18 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def _where(
-    f: TicketFilter, now: datetime, timezone: str, args: list[Any], *, include_q: bool = True
+    f: TicketFilter,
+    now: datetime,
+    timezone: str,
+    args: list[Any],
+    *,
+    include_q: bool = True,
+    cover: Cover | None = None,
 ) -> str:
+    """The WHERE clause of filter ``f``; its full-text query, when ``include_q``, finds
+    its candidates through the term index when the query's ``cover`` is given, else is a
+    check on every row the rest of the statement reads."""
+
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
@@ -174,6 +184,10 @@ def _where(
     if f.q is not None and f.q.strip() and include_q:
         q = arg(f.q.strip())
         match = f"search @@ websearch_to_tsquery('english', {q})"
+        if cover is not None:
+            # = ANY(ARRAY(...)): the candidates are an index condition on the primary key
+            terms = [arg(t) for t in _rarest_terms(cover)]
+            match = f"(id = ANY(ARRAY({_candidates(terms, None)})) AND {match})"
         if f.internal_notes:
             # = ANY(ARRAY(...)), not IN (...): an index condition, so the full-text index
             # and the primary key are OR-ed as bitmaps (IN made it a scan of every row)
@@ -184,6 +198,23 @@ def _where(
     if f.created_to is not None:
         clauses.append(f"created_at <= {arg(f.created_to)}")
     return " AND ".join(clauses) if clauses else "TRUE"
+
+
+def _rarest_terms(cover: Cover) -> list[str]:
+    """One lexeme per alternative of ``cover``: the rarest by the term index's
+    statistics (``_order_candidates``), else the first."""
+    freqs = _term_stats[1]
+    return [min(group, key=lambda t: freqs.get(t, 0.0)) for group in cover]
+
+
+def _candidates(terms: Sequence[str], after: tuple[str, str] | None) -> str:
+    """The ids of every ticket holding one of ``terms`` (SQL expressions, one per
+    alternative of a cover), older than the cursor ``after``: a superset of a query's
+    matches, read from the term index, which serves keyword queries in place of a
+    full-text index on the summaries (migrations/0109_summaries_hot_updates.sql)."""
+    if not terms:
+        return "SELECT NULL::bigint WHERE false"
+    return " UNION ALL ".join(_term_rows(t, after, "k.ticket_id") for t in terms)
 
 
 def _internal_note_matches(q: str) -> str:
@@ -294,10 +325,13 @@ def _list_sql(
 # Only when a walk covers KEYWORD_WALK_WINDOW rows without filling the page (the other
 # filters or the rest of the query reject nearly everything the lexeme matches) does the
 # statement look further: at the newest KEYWORD_RECENT_WINDOW tickets that pass the other
-# filters (their own index), then at every match through the indexes the planner prefers
-# (full-text included), sorted. A query without a cover (only negations, or an
-# alternative that is one) keeps the previous plan: the newest KEYWORD_RECENT_WINDOW
-# tickets, then the full-text index.
+# filters (their own index), then at every ticket holding the walked lexemes, sorted.
+# A query without a cover (only negations, or an alternative that is one) matches most
+# tickets: the plain filter, which reads the newest tickets first and checks each.
+#
+# The summaries have no full-text index (migrations/0109_summaries_hot_updates.sql): the
+# term index finds every candidate, so that a reply, which extends ``search``, changes no
+# indexed column of its summary row and the update can be HOT.
 
 KEYWORD_WALK_WINDOW = 2000
 KEYWORD_PICK_BOUND = 500  # rows counted per candidate lexeme when choosing the rarest
@@ -365,9 +399,7 @@ def _keyword_sql(
 ) -> tuple[str, list[Any]] | None:
     """The keyword statement for ``plan`` (None: use the plain filter)."""
     if plan.cover is None:
-        if offset is not None:
-            return None
-        return _recent_window_sql(f, limit=limit, cursor=cursor, now=now, timezone=timezone)
+        return None
     if plan.cover == ():
         # only stop words: ``search @@ ''`` is false for every row
         _where(f, now, timezone, [], include_q=False)  # the same errors as the plain filter
@@ -412,7 +444,11 @@ def _walk_sql(
     terms: list[str] = []
     for g, group in enumerate(cover):
         if len(group) == 1:
-            terms.append(f"{arg(group[0])}::text")
+            # A sub-select hides the lexeme from the planner, so every plan is costed as
+            # the generic one is and the prepared statement keeps a generic plan: costed
+            # with the lexeme, a rare one looked cheaper, and PostgreSQL planned each
+            # keyword list afresh (about 1 ms more per uncached list).
+            terms.append(f"(SELECT {arg(group[0])}::text)")
             continue
         # the rarest candidate: a bounded count each, ties broken by the statistics
         ordered = sorted(group, key=lambda t: freqs.get(t, 0.0))
@@ -484,11 +520,12 @@ def _walk_sql(
         )
         pending += f" AND NOT (SELECT yes FROM {name}_done)"
     branches.append(
-        # the indexes the planner prefers, full-text included, then a sort: every match.
-        # OFFSET 0 keeps the planner from walking the created_at index for this branch.
+        # every ticket holding the walked lexemes (and the indexes the planner prefers for
+        # the other filters), checked, then a sort: every match. OFFSET 0 keeps the
+        # planner from walking the created_at index for this branch.
         f"(SELECT {TICKET_COLUMNS} FROM (SELECT {TICKET_COLUMNS} FROM ticket_summaries "
-        f"WHERE {base} AND {match}{summary_cursor} OFFSET 0) g "
-        f"WHERE {pending} {order} LIMIT {n} OFFSET {skip})"
+        f"WHERE {base} AND id = ANY(ARRAY({_candidates(terms, after)})) AND {match}"
+        f"{summary_cursor} OFFSET 0) g WHERE {pending} {order} LIMIT {n} OFFSET {skip})"
     )
     sql = f"WITH {', '.join(ctes_sql)} SELECT * FROM ({' UNION ALL '.join(branches)}) k {order}"
     return sql, args
@@ -506,39 +543,6 @@ def _term_rows(term: str, after: tuple[str, str] | None, columns: str) -> str:
         key = term_key_sql(term, f"{after[0]}::timestamptz")
         sql += f" AND (k.walk_key, k.created_at, k.ticket_id) < ({key}, {after[0]}, {after[1]})"
     return sql
-
-
-def _recent_window_sql(
-    f: TicketFilter, *, limit: int, cursor: str | None, now: datetime, timezone: str
-) -> tuple[str, list[Any]]:
-    """A query without a cover: the matches among the newest tickets when they fill the
-    page (they are then exactly the newest matches), else the full-text index."""
-    args: list[Any] = []
-    base = _where(f, now, timezone, args, include_q=False)
-    assert f.q is not None
-    args.append(f.q.strip())
-    match = f"search @@ websearch_to_tsquery('english', ${len(args)})"
-    if cursor:
-        c_at, c_id = decode_cursor(cursor)
-        args.extend([c_at, c_id])
-        base += f" AND (created_at, id) < (${len(args) - 1}, ${len(args)})"
-    args.append(limit + 1)
-    n = f"${len(args)}"
-    args.append(KEYWORD_RECENT_WINDOW)
-    window = f"${len(args)}"
-    order = "ORDER BY created_at DESC, id DESC"
-    sql = (
-        f"WITH recent AS (SELECT {TICKET_COLUMNS} FROM ("
-        f"SELECT {TICKET_COLUMNS}, search FROM ticket_summaries WHERE {base} {order} "
-        f"LIMIT {window}) w WHERE {match} {order} LIMIT {n}), "
-        f"enough AS (SELECT count(*) >= {n} AS yes FROM recent) "
-        f"SELECT * FROM (SELECT {TICKET_COLUMNS} FROM recent WHERE (SELECT yes FROM enough) "
-        f"UNION ALL SELECT {TICKET_COLUMNS} FROM ("
-        # OFFSET 0 keeps the planner from walking the created_at index for this branch.
-        f"SELECT {TICKET_COLUMNS} FROM ticket_summaries WHERE {base} AND {match} OFFSET 0) g "
-        f"WHERE NOT (SELECT yes FROM enough) {order} LIMIT {n}) k {order}"
-    )
-    return sql, args
 
 
 async def _plan_for(
@@ -674,8 +678,9 @@ async def list_page_consistent(
 async def count_tickets(
     pool: asyncpg.Pool, f: TicketFilter, *, now: datetime, timezone: str
 ) -> int:
+    plan = await _plan_for(pool, f)
     args: list[Any] = []
-    where = _where(f, now, timezone, args)
+    where = _where(f, now, timezone, args, cover=None if plan is None else plan.cover)
     n = await pool.fetchval(f"SELECT count(*) FROM ticket_summaries WHERE {where}", *args)
     return int(n)
 

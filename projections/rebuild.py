@@ -33,7 +33,7 @@ import asyncpg
 import msgspec
 
 from domain.events import MessagePosted
-from projections import counts, tickets
+from projections import counts, sla_queue, tickets
 from projections.fold import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
@@ -63,6 +63,7 @@ READ_MODEL_TABLES = (
     "ticket_logs",
     "category_counts",
     "agent_counts",
+    "sla_first_response_queue",
     "projection_checkpoints",
 )
 REBUILD_LOCK = 7_310_102  # session advisory lock: one rebuild at a time
@@ -303,7 +304,10 @@ async def _bulk_fill(
         # The largest index (the term index) first, so both builders finish together;
         # meanwhile this process frees the folds.
         last = asyncio.create_task(
-            _run_parallel(dsn, finish({"ticket_search_terms"}) + finish({"ticket_summaries"}))
+            _run_parallel(
+                dsn,
+                finish({"ticket_search_terms"}) + finish({"ticket_summaries", sla_queue.TABLE}),
+            )
         )
         while states:  # in slices, so the builders get going meanwhile
             for _ in range(min(20_000, len(states))):
@@ -400,6 +404,7 @@ async def _fill_summaries(
         await conn.execute(drop)
         for sql in counts.rebuild_sql(q):
             await conn.execute(sql)
+        await conn.execute(sla_queue.rebuild_sql(q))
         await conn.execute(
             f"UPDATE {q}.projection_checkpoints SET transaction_id = $1::xid8, position = $2, "
             "updated_at = now() WHERE name = ANY($3::text[])",

@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, cast
 
 import asyncpg
 
 from domain.events import MessagePosted
-from projections import counts, logs, messages, tickets
+from projections import counts, logs, messages, sla_queue, tickets
 from projections.fold import (
     LOG_COLUMNS,
     MESSAGE_COLUMNS,
@@ -62,6 +63,8 @@ class Batch:
     logs: list[tuple[Any, ...]] = field(default_factory=list)
     category_deltas: Counter[tuple[object, str]] = field(default_factory=Counter)
     agent_deltas: Counter[tuple[object, str]] = field(default_factory=Counter)
+    # the first-response work list's due time before and after, where it changed
+    queue_changes: dict[int, tuple[datetime | None, datetime | None]] = field(default_factory=dict)
 
 
 def fold_batch(events: list[RecordedEvent], loaded: dict[int, Folded]) -> Batch:
@@ -69,6 +72,7 @@ def fold_batch(events: list[RecordedEvent], loaded: dict[int, Folded]) -> Batch:
     batch = Batch(events=events, loaded=frozenset(loaded))
     states: dict[int, Folded | None] = dict(loaded)
     before_keys = {tid: count_keys(f) for tid, f in loaded.items()}
+    before_due = {tid: sla_queue.queue_due(f) for tid, f in loaded.items()}
     for e in events:
         tid = e.stream_id
         if tid not in before_keys:
@@ -81,6 +85,9 @@ def fold_batch(events: list[RecordedEvent], loaded: dict[int, Folded]) -> Batch:
             batch.messages.append(message_record(e, e.event))
         batch.logs.append(log_record(e, folded))
     for tid, (cat0, agent0) in before_keys.items():
+        due0, due1 = before_due.get(tid), sla_queue.queue_due(states.get(tid))
+        if due0 != due1:
+            batch.queue_changes[tid] = (due0, due1)
         cat1, agent1 = count_keys(states.get(tid))
         if cat0 != cat1:
             if cat0 is not None:
@@ -194,9 +201,11 @@ def _write_sql(s: str) -> str:
     p += len(LOG_COLUMNS)
     count_rows = counts.upsert_ctes(s, p)
     p += counts.PARAMS
+    queue_rows = sla_queue.upsert_ctes(s, p)
+    p += sla_queue.PARAMS
     summaries = tickets.upsert_cte(s, summaries_at, "msg_in", new_param=p)
     return (
-        f"WITH {msg}, {summaries}, {log_rows}, {count_rows}, "
+        f"WITH {msg}, {summaries}, {log_rows}, {count_rows}, {queue_rows}, "
         f"cp AS (UPDATE {s}.projection_checkpoints SET transaction_id = $1::xid8, "
         "position = $2, updated_at = now(), last_error = NULL, failing_position = NULL, "
         "failing_since = NULL WHERE name = ANY($3::text[]) RETURNING 1) "
@@ -215,6 +224,7 @@ def write_args(batch: Batch) -> list[Any]:
         *tickets.summary_arrays(batch),
         *logs.log_arrays(batch),
         *counts.delta_arrays(batch),
+        *sla_queue.change_arrays(batch),
         tickets.new_ticket_ids(batch),
     ]
 

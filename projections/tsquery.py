@@ -36,7 +36,9 @@ class Op(NamedTuple):
 Node = Lex | Not | Op
 Cover = tuple[tuple[str, ...], ...]
 
-MAX_GROUPS = 8  # more alternatives than this: not worth one index walk each
+# More alternatives than this: a walk per alternative costs more than checking the newest
+# tickets one by one (the summaries have no full-text index to fall back on).
+MAX_GROUPS = 16
 
 
 class TsqueryParseError(ValueError):

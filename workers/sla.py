@@ -1,8 +1,9 @@
 """The SLA sweep: find tickets past a due time and record ``SlaBreached`` exactly once.
 
-Candidates come from the ``ticket_summaries`` projection through its partial due-time
-indexes (only unresolved, unpaused, unbreached rows are in them, so a sweep touches the
-overdue tickets and nothing else, however many are open). The projection is only a hint:
+Candidates come from the projections' work lists: the first-response queue table and
+the summaries' partial resolution index (only unresolved, unpaused, unbreached tickets
+are in them, so a sweep touches the overdue tickets and nothing else, however many are
+open). The projection is only a hint:
 every candidate is re-decided by the domain on the ticket's own stream through
 ``CommandService.record_sla_breach``, whose optimistic concurrency and ``breach_due``
 (None once a breach is recorded) make the breach exactly-once per target per breach with
@@ -35,17 +36,16 @@ BREACHES = Counter(
     ["target"],
 )
 
-# The WHERE clauses repeat the partial indexes' predicates word for word so the planner
-# can prove the index applies; ``due >= $2`` bounds each keyset page from below.
+# The resolution list's WHERE clause repeats its partial index's predicate word for word
+# so the planner can prove the index applies; ``due >= $2`` bounds each keyset page from below.
 _CANDIDATES: dict[SlaTarget, str] = {
+    # a table of its own, kept by the projections (projections/sla_queue.py)
     "first_response": """
-        SELECT id, first_response_due_at AS due FROM ticket_summaries
-        WHERE status NOT IN ('resolved', 'closed') AND NOT sla_paused
-          AND first_response_at IS NULL AND NOT first_response_breached
-          AND first_response_due_at <= $1
-          AND first_response_due_at >= $2
-          AND (first_response_due_at, id) > ($2, $3)
-        ORDER BY first_response_due_at, id
+        SELECT ticket_id AS id, due_at AS due FROM sla_first_response_queue
+        WHERE due_at <= $1
+          AND due_at >= $2
+          AND (due_at, ticket_id) > ($2, $3)
+        ORDER BY due_at, ticket_id
         LIMIT $4
     """,
     "resolution": """

@@ -160,6 +160,23 @@ async def proj_assert_equals_fold(pool: asyncpg.Pool) -> None:
         for r in await pool.fetch("SELECT * FROM agent_counts")
     }
     assert got_agents == dict(agents)
+    # the SLA sweep's first-response work list: exactly the tickets the domain says can
+    # still breach that target, at their due time (written in the domain's terms here)
+    queue = {
+        tid: t.sla.first_response_due_at
+        for tid, t in folded.items()
+        if t
+        and t.status not in ("resolved", "closed")
+        and not t.sla.paused
+        and t.sla.first_response_at is None
+        and not t.sla.breached_first_response
+        and t.sla.first_response_due_at is not None
+    }
+    got_queue = {
+        r["ticket_id"]: r["due_at"]
+        for r in await pool.fetch("SELECT * FROM sla_first_response_queue")
+    }
+    assert got_queue == queue
     # the term index holds exactly the distinct lexemes of each ticket's search vector
     lexemes = (
         f"SELECT t, created_at, id, {term_key_sql('t', 'created_at')} FROM ticket_summaries, "

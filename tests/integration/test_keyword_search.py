@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -188,6 +189,9 @@ async def test_keyword_lists_equal_the_plain_full_text_filter(
             what = f"q={q!r} {kw} internal_notes={notes}"
             assert await _by_cursor(fresh_pool, f, now, 7) == expected, what
             assert await _by_offset(fresh_pool, f, now, 9) == expected, what
+            # counts find their candidates through the term index, not a scan
+            n = await queries.count_tickets(fresh_pool, f, now=now, timezone="UTC")
+            assert n == len(expected), what
             if not kw or "requester" in kw:
                 assert await _consistent(fresh_pool, f, now, 5) == expected, what
     assert nonempty > len(QUERIES) * 3  # the cases are not all empty
@@ -277,3 +281,46 @@ async def test_terms_whose_hashes_collide_share_a_walk_range_but_not_their_match
             assert expected, q
             assert await _by_cursor(fresh_pool, f, now, 2) == expected, q
     await proj_assert_equals_fold(fresh_pool)  # walk_key included
+
+
+async def test_keyword_lists_keep_one_generic_plan_whatever_the_word(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    """The keyword statement is the same text for every single-word query, and its
+    prepared statement settles on a generic plan instead of being planned again for each
+    word (planning it cost about 1 ms per uncached list)."""
+    # statistics that tell common lexemes from rare ones: planned with the word, a rare
+    # one's plan looks far cheaper than the generic plan
+    await _load(proj_service, fresh_dsn, fresh_pool)
+    await seed_tickets(
+        fresh_dsn, 20_000, batch=20_000, seed=5, text=("Printer on fire", "It smokes")
+    )
+    await rebuild_all(fresh_dsn)
+    await fresh_pool.execute("ANALYZE")
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    words = ["printer", "zeppelin", "refund", "capacitor", "problem", "invoice", "fire", "help"]
+    for notes in (False, True):
+        statements = [
+            await queries._statement(
+                fresh_pool, TicketFilter(q=w, internal_notes=notes), 20, None, None, now, "UTC"
+            )
+            for w in words * 2
+        ]
+        sql = statements[0][0]
+        assert all(s == sql for s, _ in statements)
+        # planned with each word's own statistics, the plans cost about the same
+        costs = [
+            json.loads(await fresh_pool.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))[0]["Plan"][
+                "Total Cost"
+            ]
+            for _, args in statements
+        ]
+        assert max(costs) < 1.5 * min(costs), costs
+        async with fresh_pool.acquire() as conn:
+            prepared = await conn.prepare(sql)
+            for _, args in statements:
+                await prepared.fetch(*args)
+            generic = await conn.fetchval(
+                "SELECT generic_plans FROM pg_prepared_statements WHERE statement = $1", sql
+            )
+        assert generic >= len(statements) - 5, f"internal_notes={notes}"

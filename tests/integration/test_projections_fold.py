@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import asyncpg
-from proj_helpers import AGENTS, proj_assert_equals_fold, proj_catch_up, proj_drive
+from datetime import UTC, datetime, timedelta
 
+import asyncpg
+from proj_helpers import AGENTS, CUSTOMERS, proj_assert_equals_fold, proj_catch_up, proj_drive
+
+from projections.queries import TicketFilter, count_tickets
+from projections.runner import apply_next_batch
 from services.commands import CommandService, Context
+from services.db import migrate
 
 
 async def test_read_models_equal_the_fold_of_the_events(
@@ -147,3 +152,65 @@ async def test_a_batch_write_joins_its_vectors_once_and_probes_the_term_index(
     for scan in probes:
         assert scan.get("Index Cond"), f"an unkeyed scan of the term table: {scan}"
         assert scan["Actual Rows"] <= 1, scan
+
+
+async def test_replies_update_their_summaries_without_writing_index_entries(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool
+) -> None:
+    """A reply changes no indexed column of its summary (no full-text index on
+    ``search``; the first-response work list is a table of its own), so its update is
+    HOT: the summaries' indexes get no new entries. A first staff reply moves the ticket
+    off the work list instead."""
+    ids = []
+    for i in range(6):
+        r = await proj_service.raise_ticket(
+            Context(actor=CUSTOMERS[0]), subject=f"Router {i}", description="down", category_id=1
+        )
+        ids.append(r.ticket.id)
+    await proj_catch_up(fresh_pool)
+    queued = "SELECT count(*) FROM sla_first_response_queue WHERE ticket_id = ANY($1::bigint[])"
+    assert await fresh_pool.fetchval(queued, ids) == len(ids)
+    for tid in ids:  # a first staff reply, a customer's answer with new words, a note
+        await proj_service.post_message(Context(actor=AGENTS[0]), tid, body="Rebooted it?")
+        await proj_service.post_message(
+            Context(actor=CUSTOMERS[0]), tid, body="Yes, the modem blinks amber"
+        )
+        await proj_service.post_message(
+            Context(actor=AGENTS[1]), tid, body="escalate", visibility="internal"
+        )
+    async with fresh_pool.acquire() as conn, conn.transaction():
+        assert await apply_next_batch(conn, 1000) == 3 * len(ids)
+        # this transaction's own counts, so no wait for the statistics collector
+        updated, hot = await conn.fetchrow(
+            "SELECT pg_stat_get_xact_tuples_updated(c.oid), "
+            "pg_stat_get_xact_tuples_hot_updated(c.oid) FROM pg_class c "
+            "WHERE c.oid = 'ticket_summaries'::regclass"
+        )
+    assert (updated, hot) == (len(ids), len(ids))
+    assert await fresh_pool.fetchval(queued, ids) == 0
+    await proj_assert_equals_fold(fresh_pool)
+    # the new words are found, through the term index
+    f = TicketFilter(q="amber modem")
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    assert await count_tickets(fresh_pool, f, now=now, timezone="UTC") == len(ids)
+
+
+async def test_the_hot_update_migration_fills_the_work_list_from_existing_summaries(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    """Read models from before migration 0109 (the first-response work list was a
+    partial index of the summaries) get the list's table filled from their rows."""
+    await proj_drive(proj_service, 30, steps=6, seed=31)
+    await proj_catch_up(fresh_pool)
+    expected = await fresh_pool.fetch("SELECT * FROM sla_first_response_queue ORDER BY 1")
+    assert len(expected) > 3  # tickets still waiting for a first reply
+    await fresh_pool.execute(
+        "DROP TABLE sla_first_response_queue; "
+        "CREATE INDEX ticket_summaries_search_idx ON ticket_summaries USING gin (search); "
+        "DELETE FROM schema_migrations WHERE name = '0109_summaries_hot_updates.sql'"
+    )
+    assert await migrate(fresh_dsn) == ["0109_summaries_hot_updates.sql"]
+    assert await fresh_pool.fetch("SELECT * FROM sla_first_response_queue ORDER BY 1") == expected
+    gone = "SELECT count(*) FROM pg_indexes WHERE indexname = 'ticket_summaries_search_idx'"
+    assert await fresh_pool.fetchval(gone) == 0
+    await proj_assert_equals_fold(fresh_pool)

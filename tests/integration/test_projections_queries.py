@@ -150,7 +150,7 @@ async def test_keyword_search_finds_the_same_newest_matches_whichever_plan_serve
     monkeypatch: pytest.MonkeyPatch,
     window: int,
 ) -> None:
-    # A window of 2 forces the full-text-index branch for all but the commonest word;
+    # A window of 2 forces the every-candidate branch for all but the commonest word;
     # 1000 serves every page from the newest-first walks. Both must agree exactly.
     monkeypatch.setattr(queries, "KEYWORD_WALK_WINDOW", window)
     monkeypatch.setattr(queries, "KEYWORD_RECENT_WINDOW", window)

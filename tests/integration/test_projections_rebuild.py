@@ -17,7 +17,7 @@ from proj_helpers import (
 from projections import queries
 from projections.consistency import wait_for_projections
 from projections.queries import TicketFilter
-from projections.rebuild import build_into_schema, drop_schema, rebuild_all
+from projections.rebuild import READ_MODEL_TABLES, build_into_schema, drop_schema, rebuild_all
 from projections.runner import catch_up
 from services.commands import CommandService, Context
 
@@ -195,4 +195,28 @@ async def test_a_rebuild_drops_what_a_killed_rebuild_left_behind(
         assert [r["nspname"] for r in left] == ["projections_rebuilder_keep"]
     finally:
         await fresh_pool.execute("DROP SCHEMA IF EXISTS projections_rebuilder_keep")
+    await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_a_rebuild_keeps_every_index_and_storage_setting_of_the_migrations(
+    proj_service: CommandService, fresh_pool: asyncpg.Pool, fresh_dsn: str
+) -> None:
+    """The bulk fill drops the secondary indexes and builds them again at the end: the
+    swapped-in tables have exactly the indexes (and fillfactor) the migrations give."""
+    shape = (
+        "SELECT c.relname AS table, i.indexname, replace(i.indexdef, 'public.', '') AS def, "
+        "c.reloptions FROM pg_indexes i JOIN pg_class c ON c.relname = i.tablename "
+        "AND c.relnamespace = 'public'::regnamespace WHERE i.schemaname = 'public' "
+        "AND i.tablename = ANY($1::text[]) ORDER BY 1, 2"
+    )
+    await proj_drive(proj_service, 20, steps=6, seed=8)
+    await proj_catch_up(fresh_pool)
+    before = [tuple(r) for r in await fresh_pool.fetch(shape, list(READ_MODEL_TABLES))]
+    assert ("sla_first_response_queue", "sla_first_response_queue_due_idx") in {
+        r[:2] for r in before
+    }
+    assert any(r[0] == "ticket_summaries" and r[3] == ["fillfactor=80"] for r in before)
+    await rebuild_all(fresh_dsn)
+    after = [tuple(r) for r in await fresh_pool.fetch(shape, list(READ_MODEL_TABLES))]
+    assert after == before
     await proj_assert_equals_fold(fresh_pool)

@@ -401,13 +401,13 @@ async def test_the_overdue_filter_lists_exactly_the_breached_unresolved_tickets(
     assert low not in due_today and resolved not in due_today and closed_late not in due_today
 
 
-async def test_candidate_queries_can_use_the_partial_due_time_indexes(
+async def test_candidate_queries_can_use_the_work_lists_indexes(
     fresh_pool: asyncpg.Pool,
 ) -> None:
     async with fresh_pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL enable_seqscan = off")
         for target, index in (
-            ("first_response", "ticket_summaries_first_response_due_idx"),
+            ("first_response", "sla_first_response_queue_due_idx"),
             ("resolution", "ticket_summaries_resolution_due_idx"),
         ):
             plan = await conn.fetch(

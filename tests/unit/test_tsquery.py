@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.tsquery import Lex, Not, Op, parse, plan, required
+from projections.tsquery import MAX_GROUPS, Lex, Not, Op, parse, plan, required
 
 
 @pytest.mark.parametrize(
@@ -40,7 +40,7 @@ def test_cover_names_lexemes_every_match_contains(text: str, expected: object) -
         "'x':*",
         "'x':* | 'y'",
         "!'a' <-> !'b'",
-        " | ".join(f"'w{i}'" for i in range(9)),  # more alternatives than walks
+        " | ".join(f"'w{i}'" for i in range(MAX_GROUPS + 1)),  # more alternatives than walks
     ],
 )
 def test_no_cover_when_nothing_is_required(text: str) -> None:
@@ -60,3 +60,10 @@ def test_precedence_follows_postgresql() -> None:
     )
     node = parse("'a' & ( 'b' | 'c' ) & 'd'")
     assert node is not None and required(node) == {"a", "d"}
+
+
+def test_up_to_max_groups_alternatives_have_a_cover() -> None:
+    words = [f"w{i}" for i in range(MAX_GROUPS + 1)]
+    text = " | ".join(f"'{w}'" for w in words[:MAX_GROUPS])
+    assert plan(text) == tuple((w,) for w in words[:MAX_GROUPS])
+    assert plan(text + f" | '{words[-1]}'") is None
