@@ -184,14 +184,15 @@ def _where(
     if f.q is not None and f.q.strip() and include_q:
         q = arg(f.q.strip())
         match = f"search @@ websearch_to_tsquery('english', {q})"
+        notes = _internal_note_matches(q) if f.internal_notes else None
+        if notes is not None:
+            match = f"({match} OR id IN ({notes}))"  # a hashed subplan: one lookup a row
         if cover is not None:
-            # = ANY(ARRAY(...)): the candidates are an index condition on the primary key
-            terms = [arg(t) for t in _rarest_terms(cover)]
-            match = f"(id = ANY(ARRAY({_candidates(terms, None)})) AND {match})"
-        if f.internal_notes:
-            # = ANY(ARRAY(...)), not IN (...): an index condition, so the full-text index
-            # and the primary key are OR-ed as bitmaps (IN made it a scan of every row)
-            match = f"({match} OR id = ANY(ARRAY({_internal_note_matches(q)})))"
+            # the candidates (and the notes' tickets) are an index condition on the key
+            found = _candidates([arg(t) for t in _rarest_terms(cover)], None)
+            if notes is not None:
+                found += f" UNION ALL {notes}"
+            match = f"id = ANY(ARRAY({found})) AND {match}"
         clauses.append(match)
     if f.created_from is not None:
         clauses.append(f"created_at >= {arg(f.created_from)}")
@@ -680,9 +681,39 @@ async def count_tickets(
 ) -> int:
     plan = await _plan_for(pool, f)
     args: list[Any] = []
-    where = _where(f, now, timezone, args, cover=None if plan is None else plan.cover)
-    n = await pool.fetchval(f"SELECT count(*) FROM ticket_summaries WHERE {where}", *args)
-    return int(n)
+    groups = None if plan is None else tsquery.exact(plan.tsquery)
+    if groups:
+        sql = _exact_count_sql(f, groups, now, timezone, args)
+    else:
+        where = _where(f, now, timezone, args, cover=None if plan is None else plan.cover)
+        sql = f"SELECT count(*) FROM ticket_summaries WHERE {where}"
+    return int(await pool.fetchval(sql, *args))
+
+
+def _exact_count_sql(
+    f: TicketFilter, groups: Cover, now: datetime, timezone: str, args: list[Any]
+) -> str:
+    """The count of a query that the term index answers alone (``tsquery.exact``: a
+    ticket matches when it holds every lexeme of one group): no vector is read, and
+    without other filters no summary either (a word in 5% of 320,000 tickets: about 30
+    ms, against 50 with a full-text index and over 100 checking each candidate's vector)."""
+    assert f.q is not None
+    base = _where(f, now, timezone, args, include_q=False)
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    sets = [
+        " INTERSECT ".join(_term_rows(f"{arg(t)}::text", None, "k.ticket_id") for t in group)
+        for group in groups
+    ]
+    if f.internal_notes:
+        sets.append(_internal_note_matches(arg(f.q.strip())))
+    found = sets[0] if len(sets) == 1 else " UNION ".join(f"({x})" for x in sets)
+    if base == "TRUE":  # every ticket of the term index has its summary
+        return f"SELECT count(*) FROM ({found}) m"
+    return f"SELECT count(*) FROM ticket_summaries WHERE {base} AND id IN ({found})"
 
 
 async def get_ticket_row(pool: asyncpg.Pool, ticket_id: int) -> TicketRow | None:

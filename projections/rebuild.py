@@ -362,8 +362,8 @@ async def _fill_summaries(
     after: tuple[int, int],
     parallel: int = 2,
 ) -> None:
-    """One row per ticket (with its full-text vector), the term index's rows, the counts
-    and the checkpoints.
+    """One row per ticket (with its full-text vector), the term index's rows, the
+    first-response work list, the counts and the checkpoints.
 
     The tickets go in chunks of SUMMARY_CHUNK ids, each COPY its own short transaction (a
     long one would hold back every commit-safe reader of the server), on ``parallel``
@@ -390,7 +390,9 @@ async def _fill_summaries(
                     records=(summary_record(states[tid]) for tid in part),
                 )
                 # ids are sorted: this range holds this chunk's tickets and no other's
-                await c.execute(tickets.term_rows_sql(q, f"s.id BETWEEN {part[0]} AND {part[-1]}"))
+                chunk = f"BETWEEN {part[0]} AND {part[-1]}"
+                await c.execute(tickets.term_rows_sql(q, f"s.id {chunk}"))
+                await c.execute(sla_queue.rebuild_sql(q, f"id {chunk}"))
         finally:
             await c.close()
 
@@ -404,7 +406,6 @@ async def _fill_summaries(
         await conn.execute(drop)
         for sql in counts.rebuild_sql(q):
             await conn.execute(sql)
-        await conn.execute(sla_queue.rebuild_sql(q))
         await conn.execute(
             f"UPDATE {q}.projection_checkpoints SET transaction_id = $1::xid8, position = $2, "
             "updated_at = now() WHERE name = ANY($3::text[])",

@@ -44,11 +44,13 @@ def queue_due(f: Folded | None) -> datetime | None:
     return clock.first_response_due_at
 
 
-def rebuild_sql(s: str) -> str:
-    """Fill the work list from the summaries (bulk rebuild)."""
+def rebuild_sql(s: str, where: str = "true") -> str:
+    """Fill the work list from the summaries in schema ``s`` that satisfy ``where`` (the
+    bulk rebuild, a chunk of tickets at a time)."""
     return (
         f"INSERT INTO {s}.{TABLE} (ticket_id, due_at) "
-        f"SELECT id, first_response_due_at FROM {s}.ticket_summaries WHERE {PREDICATE}"
+        f"SELECT id, first_response_due_at FROM {s}.ticket_summaries "
+        f"WHERE ({where}) AND {PREDICATE}"
     )
 
 

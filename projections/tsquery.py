@@ -199,3 +199,33 @@ def plan(text: str) -> Cover | None:
     if node is None:
         return ()
     return cover(node)
+
+
+def _exact(node: Node) -> Cover | None:
+    if isinstance(node, Lex):
+        return ((node.lexeme,),) if node.exact else None
+    if isinstance(node, Not) or node.kind == "phrase":
+        return None
+    left, right = _exact(node.left), _exact(node.right)
+    if left is None or right is None:
+        return None
+    if node.kind == "or":
+        groups = left + right
+    else:  # and: every pairing of an alternative of each side
+        groups = tuple(tuple(sorted(set(a) | set(b))) for a in left for b in right)
+    groups = tuple(dict.fromkeys(groups))
+    return groups if len(groups) <= MAX_GROUPS else None
+
+
+def exact(text: str) -> Cover | None:
+    """Groups of lexemes such that a vector matches the query exactly when it contains
+    every lexeme of one group: for queries of plain lexemes joined by AND and OR only (no
+    negation, phrase, prefix or weight), which the term index then answers alone, without
+    checking any vector. None for any other query; () for the empty query."""
+    try:
+        node = parse(text)
+    except TsqueryParseError:
+        return None
+    if node is None:
+        return ()
+    return _exact(node)

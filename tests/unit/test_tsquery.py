@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.tsquery import MAX_GROUPS, Lex, Not, Op, parse, plan, required
+from projections.tsquery import MAX_GROUPS, Lex, Not, Op, exact, parse, plan, required
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,27 @@ def test_up_to_max_groups_alternatives_have_a_cover() -> None:
     text = " | ".join(f"'{w}'" for w in words[:MAX_GROUPS])
     assert plan(text) == tuple((w,) for w in words[:MAX_GROUPS])
     assert plan(text + f" | '{words[-1]}'") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'printer'", (("printer",),)),
+        ("'printer' & 'fire'", (("fire", "printer"),)),
+        ("'a' | 'b' & 'c'", (("a",), ("b", "c"))),
+        ("( 'a' | 'b' ) & 'c'", (("a", "c"), ("b", "c"))),
+        ("'a' & 'a'", (("a",),)),
+        ("", ()),
+    ],
+)
+def test_exact_groups_are_what_a_match_contains_and_all_it_needs(
+    text: str, expected: object
+) -> None:
+    assert exact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["!'a'", "'a' & !'b'", "'a' <-> 'b'", "'a':*", "'a' | 'b' <-> 'c'", "'a' &"]
+)
+def test_no_exact_groups_when_a_vector_must_be_checked(text: str) -> None:
+    assert exact(text) is None
