@@ -346,6 +346,7 @@ class KeywordPlan(NamedTuple):
 
     tsquery: str  # its text form; '' when q has only stop words (it then matches nothing)
     cover: Cover | None  # projections.tsquery.plan; () for the empty query
+    exact: Cover | None  # projections.tsquery.exact: what answers a count alone
 
 
 _plans: OrderedDict[str, KeywordPlan] = OrderedDict()
@@ -361,7 +362,8 @@ async def keyword_plan(runner: asyncpg.Pool | asyncpg.Connection, q: str) -> Key
         _plans.move_to_end(q)
         return found
     text = await runner.fetchval("SELECT websearch_to_tsquery('english', $1)::text", q)
-    plan = KeywordPlan(text or "", tsquery.plan(text or ""))
+    text = text or ""
+    plan = KeywordPlan(text, tsquery.plan(text), tsquery.exact(text))
     _plans[q] = plan
     while len(_plans) > KEYWORD_PLAN_CACHE:
         _plans.popitem(last=False)
@@ -681,9 +683,8 @@ async def count_tickets(
 ) -> int:
     plan = await _plan_for(pool, f)
     args: list[Any] = []
-    groups = None if plan is None else tsquery.exact(plan.tsquery)
-    if groups:
-        sql = _exact_count_sql(f, groups, now, timezone, args)
+    if plan is not None and plan.exact:
+        sql = _exact_count_sql(f, plan.exact, now, timezone, args)
     else:
         where = _where(f, now, timezone, args, cover=None if plan is None else plan.cover)
         sql = f"SELECT count(*) FROM ticket_summaries WHERE {where}"

@@ -70,10 +70,10 @@ def change_arrays(batch: Batch) -> list[list[Any]]:
     gone: list[int] = []
     ids: list[int] = []
     dues: list[datetime] = []
-    for tid, (before, after) in sorted(batch.queue_changes.items()):
+    for tid, (_before, after) in sorted(batch.queue_changes.items()):
         if after is None:
             gone.append(tid)
-        elif after != before:
+        else:  # entered, or retargeted (only changes are recorded)
             ids.append(tid)
             dues.append(after)
     return [gone, ids, dues]

@@ -15,6 +15,7 @@ wrong one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 
@@ -190,15 +191,19 @@ def cover(node: Node) -> Cover | None:
     return merged if len(merged) <= MAX_GROUPS else None
 
 
-def plan(text: str) -> Cover | None:
-    """The cover of a tsquery given as text; () for the empty query (it matches nothing)."""
+def _of_text(text: str, of_node: Callable[[Node], Cover | None]) -> Cover | None:
+    """``of_node`` of a tsquery given as text; () for the empty query (it matches
+    nothing), None for text this parser does not read."""
     try:
         node = parse(text)
     except TsqueryParseError:
         return None
-    if node is None:
-        return ()
-    return cover(node)
+    return () if node is None else of_node(node)
+
+
+def plan(text: str) -> Cover | None:
+    """The cover of a tsquery given as text; () for the empty query (it matches nothing)."""
+    return _of_text(text, cover)
 
 
 def _exact(node: Node) -> Cover | None:
@@ -222,10 +227,4 @@ def exact(text: str) -> Cover | None:
     every lexeme of one group: for queries of plain lexemes joined by AND and OR only (no
     negation, phrase, prefix or weight), which the term index then answers alone, without
     checking any vector. None for any other query; () for the empty query."""
-    try:
-        node = parse(text)
-    except TsqueryParseError:
-        return None
-    if node is None:
-        return ()
-    return _exact(node)
+    return _of_text(text, _exact)

@@ -11,7 +11,7 @@ import pytest
 from proj_helpers import AGENTS, CUSTOMERS, proj_assert_equals_fold, proj_catch_up
 
 from bench.seed import seed_tickets
-from projections import queries, tsquery
+from projections import queries
 from projections.queries import TicketFilter
 from projections.rebuild import rebuild_all
 from services.commands import CommandService, Context
@@ -333,12 +333,11 @@ async def test_counts_of_plain_words_read_only_the_term_index(
     now = datetime.now(UTC) + timedelta(minutes=1)
     for q in ("printer", "printer refund", "printer or refund"):
         plan = await queries.keyword_plan(fresh_pool, q)
-        groups = tsquery.exact(plan.tsquery)
-        assert groups
+        assert plan.exact
         args: list[Any] = []
-        sql = queries._exact_count_sql(TicketFilter(q=q), groups, now, "UTC", args)
+        sql = queries._exact_count_sql(TicketFilter(q=q), plan.exact, now, "UTC", args)
         explained = await fresh_pool.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args)
         assert "ticket_summaries" not in explained, q
     # a phrase needs each candidate's vector: not answered by the term index alone
     phrase = await queries.keyword_plan(fresh_pool, '"printer problem"')
-    assert tsquery.exact(phrase.tsquery) is None
+    assert phrase.exact is None
