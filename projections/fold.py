@@ -243,11 +243,12 @@ def summary_record(f: Folded) -> tuple[Any, ...]:
     )
 
 
-def _earliest(*times: datetime | None) -> datetime | None:
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
     """The earliest due time a target passed unmet and no sweep recorded (the SLA
     sweep's work list of late-met targets), or None."""
-    found = [t for t in times if t is not None]
-    return min(found) if found else None
+    if a is None or b is None:
+        return b if a is None else a
+    return min(a, b)
 
 
 def count_keys(f: Folded | None) -> tuple[tuple[int, str] | None, tuple[str, str] | None]:

@@ -65,8 +65,71 @@ _map_decoder = msgspec.msgpack.Decoder(domain.Ticket)  # rows of the earlier for
 _ARRAY_FIRST = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
 
 
+class _Nested(Exception):
+    """A value holds structs the fast path does not flatten (a non-empty list of them)."""
+
+
+def _struct_in(t: Any) -> type | None:
+    """The Struct type of a field typed ``S`` or ``S | None``, else None."""
+    if isinstance(t, type) and issubclass(t, msgspec.Struct):
+        return t
+    if typing.get_origin(t) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if len(args) == 1:
+            return _struct_in(args[0])
+    return None
+
+
+def _mentions_struct(t: Any) -> bool:
+    if isinstance(t, type) and issubclass(t, msgspec.Struct):
+        return True
+    return any(_mentions_struct(a) for a in typing.get_args(t))
+
+
+def _flattener(tp: type) -> Any:
+    """A function giving what ``tp``'s twin encodes as (its values in field order, nested
+    structs as their own value lists) straight from the value's attributes.
+
+    ``msgspec.convert`` to the twin builds a twin of every struct first: about 4 us of
+    the 7 a rebuild spends per summary row. A field that holds structs in any other way
+    (a list of them) must be empty here, or ``_Nested`` is raised.
+    """
+    nested: list[tuple[int, Any]] = []
+    guarded: list[int] = []
+    for i, f in enumerate(msgspec.structs.fields(tp)):
+        inner = _struct_in(f.type)
+        if inner is not None:
+            nested.append((i, _flattener(inner)))
+        elif _mentions_struct(f.type):
+            guarded.append(i)
+    astuple = msgspec.structs.astuple
+    if not nested and not guarded:
+        return astuple
+
+    def flat(obj: Any) -> list[Any]:
+        values = list(astuple(obj))
+        for i, sub in nested:
+            if values[i] is not None:
+                values[i] = sub(values[i])
+        for i in guarded:
+            if values[i]:
+                raise _Nested
+        return values
+
+    return flat
+
+
+_flat_ticket = _flattener(domain.Ticket)
+
+
 def encode_state(ticket: domain.Ticket) -> bytes:
-    return _encoder.encode(msgspec.convert(ticket, StoredTicket, from_attributes=True))
+    """The stored form of ``ticket``: the same bytes as encoding its twin (a test checks
+    both ways agree), through the fast path when its message list is empty, as the read
+    models keep it."""
+    try:
+        return _encoder.encode(_flat_ticket(ticket))
+    except _Nested:
+        return _encoder.encode(msgspec.convert(ticket, StoredTicket, from_attributes=True))
 
 
 def decode_state(raw: bytes) -> domain.Ticket:

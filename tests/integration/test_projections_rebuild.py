@@ -220,3 +220,20 @@ async def test_a_rebuild_keeps_every_index_and_storage_setting_of_the_migrations
     after = [tuple(r) for r in await fresh_pool.fetch(shape, list(READ_MODEL_TABLES))]
     assert after == before
     await proj_assert_equals_fold(fresh_pool)
+
+
+async def test_only_the_scratch_fill_skips_waiting_for_the_wal_the_swap_is_durable(
+    fresh_dsn: str,
+) -> None:
+    """The bulk connections commit without waiting for the WAL to reach the disk (a
+    crash leaves only a scratch schema, dropped by the next rebuild); every other
+    connection of the rebuild, the swap's among them, commits durably, and its commit
+    makes every earlier one durable too."""
+    from projections.rebuild import _connect
+
+    for bulk, expected in ((True, "off"), (False, "on")):
+        conn = await _connect(fresh_dsn, bulk=bulk)
+        try:
+            assert await conn.fetchval("SHOW synchronous_commit") == expected
+        finally:
+            await conn.close()
