@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
@@ -325,7 +325,13 @@ class Bench:
             self.r["meta"]["database"] = "embedded PostgreSQL"
         if redis_url:
             parts = urlsplit(redis_url)
-            self.redis_url = urlunsplit((parts.scheme, parts.netloc, "/6", parts.query, ""))
+            if parts.scheme == "unix":  # the path is the socket's: the db goes in the query
+                query = urlencode(
+                    [*((k, v) for k, v in parse_qsl(parts.query) if k != "db"), ("db", "6")]
+                )
+                self.redis_url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+            else:
+                self.redis_url = urlunsplit((parts.scheme, parts.netloc, "/6", parts.query, ""))
         else:
             say("starting embedded Redis ...")
             self.redis_url = self.embedded.start_redis()
@@ -964,6 +970,10 @@ def default_out(mode: str) -> Path:
     return ROOT / "bench" / "out" / f"{datetime.now().strftime('%Y-%m-%dT%H%M%S')}-quick"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ticketing bench", description=__doc__)
     options.add_arguments(p)
@@ -1001,6 +1011,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"ticketing bench ({cfg.mode}): {cfg.tickets:,} tickets, load generator "
         f"{loadgen.tool_name()}, report in {out}"
     )
+    # A SIGTERM (kill, a CI job's timeout) stops the run as Ctrl-C does: the API, worker
+    # and baseline run in sessions of their own, so only the teardown below stops them
+    # and drops the scratch database; without it they outlive the bench.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(bench.run())
     except KeyboardInterrupt:
@@ -1012,6 +1026,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "logs").mkdir(exist_ok=True)
         (out / "logs" / "aborted.traceback.txt").write_text(traceback.format_exc())
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut it short
         asyncio.run(bench.teardown())
     bench.r["meta"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     under_results = (ROOT / "bench" / "results") in out.parents
