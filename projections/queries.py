@@ -13,7 +13,7 @@ import base64
 import binascii
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -130,6 +130,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 # --- filters ----------------------------------------------------------------------------
 
 
+def _binder(args: list[Any]) -> Callable[[Any], str]:
+    """A function that appends a value to a statement's ``args`` and returns its
+    placeholder (``$n``)."""
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    return arg
+
+
 def _where(
     f: TicketFilter,
     now: datetime,
@@ -142,10 +153,7 @@ def _where(
     """The WHERE clause of filter ``f``; its full-text query, when ``include_q``, finds
     its candidates through the term index when the query's ``cover`` is given, else is a
     check on every row the rest of the statement reads."""
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    arg = _binder(args)
 
     clauses: list[str] = []
     unresolved = "status NOT IN ('resolved', 'closed')"
@@ -254,9 +262,7 @@ def _with_internal_notes(
         keyword=plan,
     )
 
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    arg = _binder(args)
 
     base = _where(public, now, timezone, args, include_q=False)
     if offset is None and cursor:
@@ -426,9 +432,7 @@ def _walk_sql(
 ) -> tuple[str, list[Any]]:
     args: list[Any] = []
 
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    arg = _binder(args)
 
     base = _where(f, now, timezone, args, include_q=False)
     assert f.q is not None
@@ -701,9 +705,7 @@ def _exact_count_sql(
     assert f.q is not None
     base = _where(f, now, timezone, args, include_q=False)
 
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
+    arg = _binder(args)
 
     sets = [
         " INTERSECT ".join(_term_rows(f"{arg(t)}::text", None, "k.ticket_id") for t in group)
