@@ -535,15 +535,21 @@ class Bench:
         self.r["append_rate"] = out
 
     async def raw_read_decode(self) -> None:
-        from bench.rawread import raw_read_decode
+        from bench.rawread import figures, raw_read_decode
 
         n, secs = await raw_read_decode(self.dsn)
-        self.r["raw_read_decode"] = {
-            "events": n,
-            "seconds": round(secs, 3),
-            "events_per_s": n / secs if secs else 0.0,
-            "how": "EventStore.read_all pages of 5000, decoded to RecordedEvent",
-        }
+        self.r["raw_read_decode"] = figures(n, [secs])
+
+    async def raw_read_again(self) -> None:
+        """A second raw read, after the rebuild: the report keeps the faster of the two."""
+        from bench.rawread import figures, raw_read_decode
+
+        first = self.r.get("raw_read_decode")
+        if not first:
+            return
+        n, secs = await raw_read_decode(self.dsn)
+        if n == first["events"]:
+            self.r["raw_read_decode"] = figures(n, [*first["reads_s"], secs])
 
     async def built(self) -> None:
         """A scratch database holding the seeded log and its read models: where the
@@ -575,7 +581,7 @@ class Bench:
         ticket whose summary, vector and term rows the rebuild must write, the worst
         case for a rate in events/s. A help desk's log looks like this one.
         """
-        from bench.rawread import raw_read_decode
+        from bench.rawread import figures, raw_read_decode
         from bench.seed import seed_lifecycles
         from projections.rebuild import rebuild_all
         from services.db import migrate
@@ -602,16 +608,14 @@ class Bench:
         stats = await rebuild_all(dsn)
         secs = time.perf_counter() - started
         say(f"  rebuild: {secs:.1f}s")
+        again = (await raw_read_decode(dsn))[1]  # the faster read is the one judged against
+        say(f"  raw read-and-decode again: {again:.1f}s")
         self.r["rebuild_lifecycles"] = {
             "events": n,
             "tickets": tickets,
             "seconds": round(secs, 3),
             "events_per_s": n / secs if secs else 0.0,
-            "raw_read_decode": {
-                "events": n,
-                "seconds": round(raw_s, 3),
-                "events_per_s": n / raw_s if raw_s else 0.0,
-            },
+            "raw_read_decode": figures(n, [raw_s, again]),
             "stats": msgspec.to_builtins(stats),
         }
         await self.drop_database(name)
@@ -957,6 +961,9 @@ class Bench:
             if ok():
                 await self.rebuild()
                 built = True
+        if built:
+            with self.phase("raw_read_decode_again") as ok:
+                await self.raw_read_again()
         if not built:
             with self.phase("initial_catch_up", ["projections.runner"]) as ok:
                 if ok():
