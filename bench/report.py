@@ -244,8 +244,12 @@ def markdown(r: dict[str, Any]) -> str:
         )
     lines += ["", "## Targets", "", "| target | value | limit | met? |", "|---|---:|---:|---|"]
     for t in r.get("targets", []):
+        # a value that rounds to its limit is shown with a digit more, so that a miss by
+        # 0.001 does not read as the limit itself
+        digits = 2 if t["value"] is None or _f(t["value"], 2) != _f(t["limit"], 2) else 3
         lines.append(
-            f"| {t['target']} | {_f(t['value'], 2)} {t['unit'] if t['value'] is not None else ''}"
+            f"| {t['target']} | {_f(t['value'], digits)} "
+            f"{t['unit'] if t['value'] is not None else ''}"
             f" | {_f(t['limit'], 2)} {t['unit']} | {t['status']} |"
         )
     phases = r.get("phases", [])

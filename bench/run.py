@@ -575,7 +575,7 @@ class Bench:
     async def rebuild_lifecycles(self) -> None:
         """The rebuild next to the raw read again, over a log of whole ticket lifecycles
         (``seed_lifecycles``: raise, assign, a conversation, status changes, and for most
-        close and rating; about nine events a ticket) in a scratch database of its own.
+        close and rating; about eight events a ticket) in a scratch database of its own.
 
         The seeded log holds raised tickets only, one event a ticket: every event is a
         ticket whose summary, vector and term rows the rebuild must write, the worst

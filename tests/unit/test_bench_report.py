@@ -105,3 +105,15 @@ def test_of_several_raw_reads_the_fastest_is_the_figure() -> None:
 
     f = figures(1000, [0.5, 0.25, 0.4])
     assert (f["seconds"], f["events_per_s"], f["reads_s"]) == (0.25, 4000.0, [0.5, 0.25, 0.4])
+
+
+def test_a_value_that_rounds_to_its_limit_shows_a_digit_more() -> None:
+    http = {
+        "message": {
+            **_fig(599, 10),
+            "paired_baseline": {"name": "baseline_insert", **_fig(1000, 100)},
+        },
+    }
+    table = report.markdown({"http": http, "targets": report.evaluate_targets({"http": http})})
+    assert "| message req/s >= 0.6 x baseline_insert | 0.599 x | 0.60 x | missed |" in table
+    assert "| message p99 <= 1.5 x baseline_insert p99 | 0.10 x | 1.50 x | met |" in table
