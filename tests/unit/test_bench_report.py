@@ -117,3 +117,24 @@ def test_a_value_that_rounds_to_its_limit_shows_a_digit_more() -> None:
     table = report.markdown({"http": http, "targets": report.evaluate_targets({"http": http})})
     assert "| message req/s >= 0.6 x baseline_insert | 0.599 x | 0.60 x | missed |" in table
     assert "| message p99 <= 1.5 x baseline_insert p99 | 0.10 x | 1.50 x | met |" in table
+
+
+def test_wal_records_are_summed_by_relation_record_type_and_full_page_image() -> None:
+    from bench.walstat import summarize
+
+    lines = [
+        "rmgr: Heap        len (rec/tot):     54/  7994, tx:  1, lsn: 0/01, prev 0/00, desc: "
+        "LOCK off 3: xid 9, blkref #0: rel 1663/5/16384 blk 7 FPW",
+        "rmgr: Heap        len (rec/tot):     72/    72, tx:  1, lsn: 0/02, prev 0/01, desc: "
+        "HOT_UPDATE off 3 xmax 9, blkref #0: rel 1663/5/16384 blk 7",
+        "rmgr: Btree       len (rec/tot):     64/  8000, tx:  1, lsn: 0/03, prev 0/02, desc: "
+        "INSERT_LEAF off 2, blkref #0: rel 1663/5/99 blk 1 FPW",
+        "rmgr: Transaction len (rec/tot):     34/    34, tx:  1, lsn: 0/04, prev 0/03, desc: "
+        "COMMIT 2026-12-08",
+        "pg_waldump: error: error in WAL record at 0/05",
+    ]
+    s = summarize(lines, {16384: "ticket_summaries"})
+    assert s.bytes_by_relation == {"ticket_summaries": 8066, "99": 8000, "-": 34}
+    assert s.images_by_relation == {"ticket_summaries": 1, "99": 1}
+    assert s.bytes_by_record["Heap LOCK"] == 7994 and s.bytes_by_record["Btree INSERT_LEAF"] == 8000
+    assert s.total == 16100
