@@ -310,8 +310,7 @@ class Bench:
     # -- environment --
 
     async def setup(self) -> None:
-        from services.db import migrate
-        from services.embedded import EmbeddedServers, with_database
+        from services.embedded import EmbeddedServers
 
         db_url = os.environ.get("TICKETING_DATABASE_URL")
         redis_url = os.environ.get("TICKETING_REDIS_URL")
@@ -336,14 +335,7 @@ class Bench:
         else:
             say("starting embedded Redis ...")
             self.redis_url = self.embedded.start_redis()
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{self.db_name}"')
-            self.r["meta"]["postgres"] = await conn.fetchval("SHOW server_version")
-        finally:
-            await conn.close()
-        self.dsn = with_database(self.admin_dsn, self.db_name)
-        applied = await migrate(self.dsn)
+        self.dsn, applied = await self.create_database(self.db_name)
         say(f"scratch database {self.db_name}: {len(applied)} migration(s)")
         self.api_port = free_port()
         self.base_env = {
@@ -584,18 +576,10 @@ class Bench:
         from bench.rawread import figures, raw_read_decode
         from bench.seed import seed_lifecycles
         from projections.rebuild import rebuild_all
-        from services.db import migrate
-        from services.embedded import with_database
 
         name = f"{self.db_name}_lifecycles"
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
         self.extra_dbs.append(name)
-        dsn = with_database(self.admin_dsn, name)
-        await migrate(dsn)
+        dsn, _ = await self.create_database(name)
         await seed_lifecycles(dsn, self.cfg.tickets)
         conn = await asyncpg.connect(dsn)
         try:
@@ -619,6 +603,20 @@ class Bench:
             "stats": msgspec.to_builtins(stats),
         }
         await self.drop_database(name)
+
+    async def create_database(self, name: str) -> tuple[str, list[str]]:
+        """Create and migrate the scratch database ``name``: (its DSN, migrations applied)."""
+        from services.db import migrate
+        from services.embedded import with_database
+
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+            self.r["meta"]["postgres"] = await conn.fetchval("SHOW server_version")
+        finally:
+            await conn.close()
+        dsn = with_database(self.admin_dsn, name)
+        return dsn, await migrate(dsn)
 
     async def drop_database(self, name: str) -> None:
         conn = await asyncpg.connect(self.admin_dsn)
